@@ -1,0 +1,78 @@
+"""Locators: time-limited entry points to an asset — SAS URLs for upload/download (Type 1) and
+streaming paths on the origin (Type 2, OnDemandOrigin)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from ..auth.sas import container_sas
+from ..errors import BadRequest, Conflict, NotFound
+from ..odata.payload import EntityPayload
+from .access_policies import PERMISSIONS
+from .assets import container_name
+from .base import Ctx, Rules, guid_of
+
+SAS, ON_DEMAND_ORIGIN = 1, 2
+MAX_LIVE_LOCATORS = 5
+
+
+class LocatorRules(Rules):
+    set_name = "Locators"
+
+    def on_create(self, ctx: Ctx, values: dict[str, Any], payload: EntityPayload) -> None:
+        kind = values.get("Type")
+        if kind not in (SAS, ON_DEMAND_ORIGIN):
+            raise BadRequest("Locator.Type must be 1 (Sas) or 2 (OnDemandOrigin).")
+        for prop, set_name in (("AssetId", "Assets"), ("AccessPolicyId", "AccessPolicies")):
+            if not values.get(prop):
+                raise BadRequest(f"Locator.{prop} is required (as a property or a link).", code="MissingProperty")
+        asset = ctx.store.get(ctx.entity_set("Assets"), values["AssetId"])
+        if asset is None:
+            raise NotFound(f"Asset '{values['AssetId']}' does not exist.")
+        policy = ctx.store.get(ctx.entity_set("AccessPolicies"), values["AccessPolicyId"])
+        if policy is None:
+            raise NotFound(f"AccessPolicy '{values['AccessPolicyId']}' does not exist.")
+        if kind == ON_DEMAND_ORIGIN and policy["Permissions"] & (PERMISSIONS["Write"] | PERMISSIONS["Delete"]):
+            raise BadRequest("An OnDemandOrigin locator cannot use an access policy with Write or Delete permission.")
+        live = [loc for loc in self._asset_locators(ctx, asset["Id"]) if loc["ExpirationDateTime"] > ctx.now]
+        if len(live) >= MAX_LIVE_LOCATORS:
+            raise Conflict(f"The asset already has {MAX_LIVE_LOCATORS} locators in use; delete one first.")
+        start = values.get("StartTime")
+        values["ExpirationDateTime"] = (start or ctx.now) + timedelta(minutes=policy["DurationInMinutes"])
+        self._fill_urls(ctx, values, asset)
+
+    def _asset_locators(self, ctx: Ctx, asset_id: str) -> list[dict[str, Any]]:
+        es = self.entity_set
+        return ctx.store.query(es, [ctx.store.table(es).c.AssetId == asset_id], top=None)
+
+    def _fill_urls(self, ctx: Ctx, values: dict[str, Any], asset: dict[str, Any]) -> None:
+        guid = guid_of(values["Id"])
+        if values["Type"] == SAS:
+            base = asset["Uri"]
+            sas = container_sas(key=ctx.account.primary_key, storage_account=asset["StorageAccountName"],
+                                container=container_name(asset["Id"]), identifier=guid,
+                                start=values.get("StartTime"), expiry=values["ExpirationDateTime"])
+            values.update(BaseUri=base, ContentAccessComponent=sas, Path=base + sas)
+        else:
+            base = ctx.settings.api_base
+            values.update(BaseUri=base, ContentAccessComponent=guid, Path=f"{base}/{guid}/")
+
+    def on_update(self, ctx: Ctx, old: dict[str, Any], changes: dict[str, Any]) -> None:
+        if not changes:
+            return
+        if old["Type"] == SAS:
+            raise BadRequest("A SAS locator cannot be updated; create a new locator instead.")
+        allowed = {"StartTime", "ExpirationDateTime", "Name"}
+        extra = sorted(set(changes) - allowed)
+        if extra:
+            raise BadRequest(f"Only StartTime and ExpirationDateTime of a locator can change, not {', '.join(extra)}.")
+        if "StartTime" in changes and "ExpirationDateTime" not in changes:
+            policy = ctx.store.get(ctx.entity_set("AccessPolicies"), old["AccessPolicyId"])
+            minutes = policy["DurationInMinutes"] if policy else 0
+            start: datetime = changes["StartTime"] or ctx.now
+            changes["ExpirationDateTime"] = start + timedelta(minutes=minutes)
+        start = changes.get("StartTime", old.get("StartTime"))
+        expiry = changes.get("ExpirationDateTime", old["ExpirationDateTime"])
+        if start is not None and expiry is not None and expiry <= start:
+            raise BadRequest("Locator.ExpirationDateTime must be after StartTime.")

@@ -1,0 +1,52 @@
+"""Which rules govern which entity set, and which unbound functions exist.
+
+Entity sets without a rules module here are declared in `$metadata` but answer 501 (`NotBuilt`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cache
+from typing import Any
+
+from ..model import MODEL
+from ..odata.edm import EntitySet
+from .base import Ctx, NotBuilt, Rules
+
+UnboundFunction = Callable[[Ctx, dict[str, Any]], Any]
+
+
+def _rule_classes() -> dict[str, type[Rules]]:
+    from . import access_policies, assets, files, locators, media_processors, reserved_units, storage_accounts
+
+    classes: list[type[Rules]] = [
+        assets.AssetRules,
+        files.FileRules,
+        access_policies.AccessPolicyRules,
+        locators.LocatorRules,
+        media_processors.MediaProcessorRules,
+        storage_accounts.StorageAccountRules,
+        reserved_units.ReservedUnitRules,
+    ]
+    return {c.set_name: c for c in classes}
+
+
+@cache
+def _instances() -> dict[str, Rules]:
+    classes = _rule_classes()
+    out: dict[str, Rules] = {}
+    for es in MODEL.entity_sets:
+        cls = classes.get(es.name)
+        out[es.name] = cls(es) if cls else NotBuilt(es)
+    return out
+
+
+def rules_for(es: EntitySet) -> Rules:
+    return _instances()[es.name]
+
+
+def unbound_function(name: str) -> UnboundFunction | None:
+    return _UNBOUND.get(name.lower())
+
+
+_UNBOUND: dict[str, UnboundFunction] = {}
