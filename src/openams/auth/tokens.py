@@ -136,7 +136,8 @@ def jwt_account(token: str) -> tuple[str, str]:
     return name, str(claims.get("appid", name))
 
 
-def verify_jwt(token: str, account: Account, now: float | None = None) -> TokenClaims:
+def verify_jwt(token: str, account: Account, now: float | None = None,
+               extra_audiences: set[str] | frozenset[str] = frozenset()) -> TokenClaims:
     last_error = "signature"
     for key in account.keys():
         try:
@@ -153,7 +154,8 @@ def verify_jwt(token: str, account: Account, now: float | None = None) -> TokenC
             break
         aud = claims.get("aud")
         auds = aud if isinstance(aud, list) else [aud]
-        if not any(isinstance(a, str) and a.rstrip("/") in JWT_AUDIENCES for a in auds):
+        accepted = JWT_AUDIENCES | {a.rstrip("/") for a in extra_audiences}
+        if not any(isinstance(a, str) and a.rstrip("/") in accepted for a in auds):
             raise Unauthorized(f"The token audience {aud!r} is not a Media Services resource.")
         if claims.get("ams_account") != account.name or claims.get("ams_account_id") != account.id:
             raise Unauthorized("The token is for another account.")

@@ -29,7 +29,7 @@ class Ctx:
     settings: Settings
     base_url: str = ""
     """The API root the client used (`http://host:port/api/`), for resolving binding URLs."""
-    model: Model = MODEL
+    model: Model = field(default_factory=lambda: MODEL)
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def entity_set(self, name: str) -> EntitySet:

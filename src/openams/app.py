@@ -1,0 +1,70 @@
+"""Composes the ASGI apps and runs every listener of `openams serve` in one process.
+
+The API port serves the Operations API, token endpoints and health; the blob service has its own
+port (path-style URLs, as the Azure Storage SDKs expect for loopback hosts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import uvicorn
+
+from .blob.app import BlobApp
+from .rest.app import RestApp
+from .runtime import Runtime
+
+log = logging.getLogger("openams")
+
+
+def build_apps(rt: Runtime) -> tuple[Any, Any]:
+    return RestApp(rt), BlobApp(rt)
+
+
+class _Server(uvicorn.Server):
+    def install_signal_handlers(self) -> None:  # one handler for all servers, installed by serve()
+        pass
+
+
+async def serve(rt: Runtime, on_ready: Callable[[], None] | None = None) -> None:
+    """Run the API and blob listeners until interrupted."""
+    api_app, blob_app = build_apps(rt)
+    s = rt.settings
+    common: dict[str, Any] = {"log_level": "warning", "access_log": False, "lifespan": "off",
+                              "timeout_keep_alive": 30, "server_header": False}
+    api = _Server(uvicorn.Config(api_app, host=s.host, port=s.port, **common))
+    blob = _Server(uvicorn.Config(blob_app, host=s.host, port=s.blob_port, **common))
+    servers = [api, blob]
+    loop = asyncio.get_running_loop()
+    import signal
+
+    def stop(*_: Any) -> None:
+        for srv in servers:
+            srv.should_exit = True
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop)
+        except (NotImplementedError, RuntimeError):
+            pass
+    tasks = [asyncio.create_task(srv.serve()) for srv in servers]
+
+    async def announce() -> None:
+        while not all(srv.started for srv in servers):
+            if any(t.done() for t in tasks):
+                return
+            await asyncio.sleep(0.02)
+        rt.ready = True
+        if on_ready:
+            on_ready()
+
+    await asyncio.gather(announce(), *tasks)
+    failed = [t for t in tasks if t.exception() is not None] if all(t.done() for t in tasks) else []
+    if any(not srv.started for srv in servers):
+        stop()
+        raise SystemExit("openams could not start every listener (is a port already in use?)")
+    for t in failed:
+        raise t.exception()  # type: ignore[misc]

@@ -1,0 +1,288 @@
+"""The `openams` command: serve, account management, tokens and a health report.
+
+`serve`, `account create` and `account keys` are a contract scripts and tests rely on; keep
+their options stable. Account commands work directly on the database, also while the server runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from . import __version__
+from .config import DEV_ACCOUNT_NAME, Settings, load
+
+app = typer.Typer(help="openams — a self-hostable media services platform (Azure Media Services v2 API).",
+                  no_args_is_help=True, add_completion=False)
+account_app = typer.Typer(help="Manage Media Services accounts.", no_args_is_help=True)
+app.add_typer(account_app, name="account")
+console = Console()
+err = Console(stderr=True)
+
+DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data directory [env OPENAMS_DATA_DIR].")]
+ConfigFile = Annotated[Path | None, typer.Option("--config", help="TOML config file [env OPENAMS_CONFIG].")]
+DatabaseUrl = Annotated[str | None, typer.Option("--database-url",
+                                                 help="SQLAlchemy URL [env OPENAMS_DATABASE_URL].")]
+
+
+def _settings(config: Path | None, **overrides: Any) -> Settings:
+    try:
+        return load(config, **overrides)
+    except (OSError, ValueError) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _runtime(settings: Settings) -> Any:
+    from .runtime import Runtime
+
+    rt = Runtime(settings)
+    try:
+        rt.prepare()
+    except Exception as exc:  # a database that cannot be reached or migrated
+        err.print(f"[red]error:[/red] cannot open the database {settings.db_url.split('@')[-1]}: {exc}")
+        raise typer.Exit(1) from None
+    return rt
+
+
+def _fail(exc: Exception) -> None:
+    from .errors import ApiError
+
+    if isinstance(exc, ApiError):
+        err.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(1)
+    raise exc
+
+
+@app.command()
+def serve(
+    data_dir: DataDir = None,
+    host: Annotated[str | None, typer.Option(help="Interface to listen on [env OPENAMS_HOST].")] = None,
+    port: Annotated[int | None, typer.Option(help="API port [env OPENAMS_PORT].")] = None,
+    blob_port: Annotated[int | None, typer.Option("--blob-port", help="Blob service port [env OPENAMS_BLOB_PORT].")]
+    = None,
+    database_url: DatabaseUrl = None,
+    public_url: Annotated[str | None, typer.Option("--public-url", help="Public base URL of the API port.")] = None,
+    config: ConfigFile = None,
+) -> None:
+    """Start every openams service in one process (embedded defaults: SQLite + local disk)."""
+    started = time.monotonic()
+    settings = _settings(config, data_dir=data_dir, host=host, port=port, blob_port=blob_port,
+                         database_url=database_url, public_url=public_url)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from .app import serve as run_servers
+    from .runtime import Runtime
+
+    rt = Runtime(settings)
+    try:
+        created = rt.prepare()
+    except Exception as exc:
+        err.print(f"[red]error:[/red] cannot open the database: {exc}")
+        raise typer.Exit(1) from None
+
+    def ready() -> None:
+        s = settings
+        console.print(f"[bold green]openams {__version__}[/bold green] ready in {time.monotonic() - started:.2f}s")
+        console.print(f"  data directory   {s.data_dir.resolve()}")
+        console.print(f"  database         {'SQLite (embedded)' if not s.database_url else s.db_url.split('@')[-1]}")
+        console.print(f"  Operations API   {s.api_base}/api/")
+        console.print(f"  ACS token        {s.api_base}/v2/OAuth2-13")
+        console.print(f"  AAD token        {s.api_base}/<tenant>/oauth2/token")
+        console.print(f"  blob service     {s.blob_base}/")
+        console.print(f"  health           {s.api_base}/health")
+        if created is not None:
+            console.print(f"  development account created: name [bold]{created.name}[/bold]")
+            console.print(f"                               key  [bold]{created.primary_key}[/bold]")
+            console.print("  (a well-known key: for local use only; `openams account regenerate-key` replaces it)")
+        sys.stdout.flush()
+
+    try:
+        asyncio.run(run_servers(rt, on_ready=ready))
+    except KeyboardInterrupt:
+        pass
+    except SystemExit as exc:
+        if exc.code not in (None, 0):
+            err.print(f"[red]error:[/red] {exc.code}")
+            raise typer.Exit(1) from None
+
+
+@account_app.command("create")
+def account_create(
+    name: str,
+    key: Annotated[str | None, typer.Option(help="Primary key (base64); generated when omitted.")] = None,
+    data_dir: DataDir = None, database_url: DatabaseUrl = None, config: ConfigFile = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Create an account and print its keys."""
+    rt = _runtime(_settings(config, data_dir=data_dir, database_url=database_url, create_dev_account=False))
+    from .entities.defaults import ensure_account_defaults
+
+    try:
+        with rt.engine.connect() as conn:
+            conn.info["write"] = True
+            with conn.begin():
+                account = rt.accounts.create(conn, name, key)
+                ensure_account_defaults(conn, account)
+    except Exception as exc:
+        _fail(exc)
+        return
+    _print_keys(account, as_json)
+
+
+def _print_keys(account: Any, as_json: bool) -> None:
+    data = {"name": account.name, "primaryKey": account.primary_key, "secondaryKey": account.secondary_key}
+    if as_json:
+        print(json.dumps(data))
+    else:
+        console.print(f"account   {account.name}  (id {account.id})")
+        console.print(f"primary   {account.primary_key}")
+        console.print(f"secondary {account.secondary_key}")
+
+
+@account_app.command("list")
+def account_list(data_dir: DataDir = None, database_url: DatabaseUrl = None, config: ConfigFile = None,
+                 as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """List accounts."""
+    rt = _runtime(_settings(config, data_dir=data_dir, database_url=database_url, create_dev_account=False))
+    with rt.engine.connect() as conn, conn.begin():
+        accounts = rt.accounts.list(conn)
+    if as_json:
+        print(json.dumps([{"name": a.name, "id": a.id, "created": a.created.isoformat()} for a in accounts]))
+        return
+    for a in accounts:
+        console.print(f"{a.name:<26} {a.id}  created {a.created:%Y-%m-%d %H:%M:%S}Z")
+    if not accounts:
+        console.print("no accounts")
+
+
+@account_app.command("delete")
+def account_delete(name: str, data_dir: DataDir = None, database_url: DatabaseUrl = None,
+                   config: ConfigFile = None,
+                   yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False) -> None:
+    """Delete an account and every entity it owns."""
+    if not yes and sys.stdin.isatty() and not typer.confirm(f"Delete account {name} and all its entities?"):
+        raise typer.Exit(1)
+    rt = _runtime(_settings(config, data_dir=data_dir, database_url=database_url, create_dev_account=False))
+    try:
+        with rt.engine.connect() as conn:
+            conn.info["write"] = True
+            with conn.begin():
+                rt.accounts.delete(conn, name)
+    except Exception as exc:
+        _fail(exc)
+    console.print(f"deleted account {name}")
+
+
+@account_app.command("keys")
+def account_keys(name: str, data_dir: DataDir = None, database_url: DatabaseUrl = None,
+                 config: ConfigFile = None,
+                 as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Print an account's keys."""
+    rt = _runtime(_settings(config, data_dir=data_dir, database_url=database_url, create_dev_account=False))
+    try:
+        with rt.engine.connect() as conn, conn.begin():
+            account = rt.accounts.get(conn, name)
+    except Exception as exc:
+        _fail(exc)
+        return
+    _print_keys(account, as_json)
+
+
+@account_app.command("regenerate-key")
+def account_regenerate(
+    name: str,
+    which: Annotated[str, typer.Option(help="primary or secondary.")] = "primary",
+    key: Annotated[str | None, typer.Option(help="New key (base64); generated when omitted.")] = None,
+    data_dir: DataDir = None, database_url: DatabaseUrl = None, config: ConfigFile = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Replace a key; tokens signed with the old key stop working at once."""
+    rt = _runtime(_settings(config, data_dir=data_dir, database_url=database_url, create_dev_account=False))
+    try:
+        with rt.engine.connect() as conn:
+            conn.info["write"] = True
+            with conn.begin():
+                account = rt.accounts.regenerate(conn, name, which, key)
+    except Exception as exc:
+        _fail(exc)
+        return
+    _print_keys(account, as_json)
+
+
+@account_app.command("add-client")
+def account_add_client(
+    name: str,
+    client_id: Annotated[str | None, typer.Option("--client-id", help="Client id; a GUID when omitted.")] = None,
+    data_dir: DataDir = None, database_url: DatabaseUrl = None, config: ConfigFile = None,
+) -> None:
+    """Register an AAD-style service principal (client id + secret) for an account."""
+    rt = _runtime(_settings(config, data_dir=data_dir, database_url=database_url, create_dev_account=False))
+    try:
+        with rt.engine.connect() as conn:
+            conn.info["write"] = True
+            with conn.begin():
+                cid, secret = rt.accounts.add_client(conn, name, client_id)
+    except Exception as exc:
+        _fail(exc)
+        return
+    print(json.dumps({"account": name, "clientId": cid, "clientSecret": secret}))
+
+
+@app.command()
+def token(
+    name: Annotated[str, typer.Argument(help="Account name.")] = DEV_ACCOUNT_NAME,
+    kind: Annotated[str, typer.Option(help="swt or jwt.")] = "swt",
+    data_dir: DataDir = None, database_url: DatabaseUrl = None, config: ConfigFile = None,
+) -> None:
+    """Print an API bearer token for an account (for curl and scripts)."""
+    from .auth import tokens
+
+    settings = _settings(config, data_dir=data_dir, database_url=database_url, create_dev_account=False)
+    rt = _runtime(settings)
+    try:
+        with rt.engine.connect() as conn, conn.begin():
+            account = rt.accounts.get(conn, name)
+    except Exception as exc:
+        _fail(exc)
+        return
+    if kind == "jwt":
+        value, _ = tokens.issue_jwt(account, account.name, "https://rest.media.azure.net", "local",
+                                    settings.token_lifetime)
+    else:
+        value, _ = tokens.issue_swt(account, "urn:WindowsAzureMediaServices", settings.token_lifetime)
+    print(value)
+
+
+@app.command()
+def doctor(data_dir: DataDir = None, database_url: DatabaseUrl = None, config: ConfigFile = None) -> None:
+    """Report what this installation uses and whether it works."""
+    settings = _settings(config, data_dir=data_dir, database_url=database_url, create_dev_account=False)
+    console.print(f"openams {__version__} on Python {sys.version.split()[0]}")
+    console.print(f"data directory  {settings.data_dir.resolve()}")
+    try:
+        rt = _runtime(settings)
+        with rt.engine.connect() as conn, conn.begin():
+            n = len(rt.accounts.list(conn))
+        console.print(f"database        ok ({rt.engine.dialect.name}), {n} account(s)")
+    except typer.Exit:
+        console.print("database        [red]not reachable[/red]")
+        raise
+
+
+@app.callback(invoke_without_command=True)
+def _main(version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False) -> None:
+    if version:
+        print(__version__)
+        raise typer.Exit()
+
+
+def main() -> None:
+    app()

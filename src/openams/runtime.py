@@ -1,0 +1,85 @@
+"""Everything a running openams needs, built once from settings: the database engine, the secret
+box, the account store — and the one function that turns a bearer token into an account."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from functools import cached_property
+
+from sqlalchemy import Connection, Engine
+
+from .auth import tokens
+from .auth.accounts import Account, AccountStore
+from .auth.secrets import SecretBox
+from .config import DEV_ACCOUNT_KEY, DEV_ACCOUNT_NAME, Settings
+from .db.engine import make_engine, migrate
+from .errors import Forbidden, Unauthorized
+
+log = logging.getLogger("openams")
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    ready: bool = False
+    """True once every listener accepts connections (`/health` answers 503 before)."""
+
+    @cached_property
+    def engine(self) -> Engine:
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        return make_engine(self.settings.db_url)
+
+    @cached_property
+    def box(self) -> SecretBox:
+        return SecretBox.for_data_dir(self.settings.data_dir)
+
+    @cached_property
+    def accounts(self) -> AccountStore:
+        return AccountStore(self.box)
+
+    def prepare(self) -> Account | None:
+        """Migrate the schema, seed every account's default rows, create the dev account if asked.
+
+        Returns the development account when it was created now (so the caller can print it).
+        """
+        from .entities.defaults import ensure_account_defaults
+
+        migrate(self.engine)
+        created = None
+        with self.engine.connect() as conn:
+            conn.info["write"] = True
+            with conn.begin():
+                if self.settings.create_dev_account and self.accounts.find(conn, DEV_ACCOUNT_NAME) is None \
+                        and not self.accounts.list(conn):
+                    created = self.accounts.create(conn, DEV_ACCOUNT_NAME, DEV_ACCOUNT_KEY)
+                for account in self.accounts.list(conn):
+                    ensure_account_defaults(conn, account)
+        return created
+
+    def authenticate(self, conn: Connection, header: str | None, base_url: str) -> Account:
+        """Check a bearer token (SWT or JWT) and return the account it is for (401 otherwise)."""
+        token = tokens.parse_bearer(header)
+        if tokens.is_jwt(token):
+            name, _client = tokens.jwt_account(token)
+        elif "HMACSHA256=" in token:
+            name = tokens.swt_account(token)
+        else:
+            raise Unauthorized("The bearer token is neither an SWT nor a JWT issued by this service.")
+        account = self.accounts.find(conn, name)
+        if account is None:
+            raise Unauthorized("The token is for an account that does not exist.")
+        if tokens.is_jwt(token):
+            tokens.verify_jwt(token, account, extra_audiences=self.audiences(base_url))
+        else:
+            tokens.verify_swt(token, account)
+        if account.disabled:
+            raise Forbidden("The account is disabled.")
+        return account
+
+    def audiences(self, base_url: str) -> set[str]:
+        out = {self.settings.api_base, self.settings.api_base + "/api"}
+        if base_url:
+            out.add(base_url.rstrip("/"))
+            out.add(base_url.rstrip("/").rsplit("/api", 1)[0])
+        return out
