@@ -23,6 +23,7 @@ from ..errors import (
     UnknownProperty,
 )
 from ..odata import jsonfmt, query
+from ..odata.batch import resolve_reference
 from ..odata.edm import EntitySet, EntityType, FunctionImport, NavigationProperty, Parameter
 from ..odata.payload import EntityPayload
 from ..odata.uri import ResourcePath, key_from_url
@@ -175,6 +176,8 @@ def _coerce(ctx: Ctx, et: EntityType, raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def _resolve_binding(ctx: Ctx, nav: NavigationProperty, url: str) -> tuple[EntitySet, Any]:
+    if "$" in url and ctx.content_ids:
+        url = resolve_reference(url, ctx.content_ids, base=ctx.base_url)
     target_es, key = key_from_url(ctx.model, ctx.base_url, url)
     if target_es.name != nav.target:
         raise BadRequest(f"{nav.name} must reference {nav.target}, not {target_es.name}.")

@@ -201,11 +201,12 @@ class RestApp:
                 self._check_version(req)
                 return execute(self._ctx(conn, account, req), req)
 
-    def _ctx(self, conn: Any, account: Any, req: ApiRequest) -> Ctx:
+    def _ctx(self, conn: Any, account: Any, req: ApiRequest, content_ids: dict[str, str] | None = None) -> Ctx:
         from ..db.store import Store
         from ..model import MODEL
 
-        return Ctx(Store(conn, account.id, MODEL), account, self.rt.settings, base_url=req.base_url)
+        return Ctx(Store(conn, account.id, MODEL), account, self.rt.settings, base_url=req.base_url,
+                   content_ids=content_ids if content_ids is not None else {})
 
     def _batch(self, conn: Any, account: Any, req: ApiRequest) -> Reply:
         results: list[Any] = []
@@ -234,7 +235,7 @@ class RestApp:
             with conn.begin():
                 for item in cs.requests:
                     sub = sub_request(req, item, content_ids)
-                    reply = execute(self._ctx(conn, account, sub), sub)
+                    reply = execute(self._ctx(conn, account, sub, content_ids), sub)
                     if reply.status >= 400:
                         raise BadRequest(f"{item.label} failed with status {reply.status}.")
                     location = next((v for k, v in reply.headers if k.lower() == "location"), None)

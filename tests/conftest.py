@@ -1,0 +1,109 @@
+"""Shared fixtures: a prepared runtime on SQLite (default) or PostgreSQL, the REST app, accounts
+and format-aware API clients.
+
+Select PostgreSQL with OPENAMS_TEST_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test — the
+suite then creates a throw-away database next to it and drops it afterwards. With
+OPENAMS_REQUIRE_SERVICES=1 (CI), a service that is not reachable fails the run instead of skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from openams.config import load
+from openams.entities.defaults import ensure_account_defaults
+from openams.rest.app import RestApp
+from openams.runtime import Runtime
+from tests.support.client import ApiClient
+
+REQUIRE_SERVICES = os.environ.get("OPENAMS_REQUIRE_SERVICES") == "1"
+
+
+def service_missing(reason: str) -> None:
+    """Skip a test for a missing service — or fail when CI said every service must be there."""
+    if REQUIRE_SERVICES:
+        pytest.fail(f"required service missing: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def db_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    url = os.environ.get("OPENAMS_TEST_DATABASE_URL", "")
+    if not url.startswith("postgresql"):
+        yield ""
+        return
+    import sqlalchemy as sa
+
+    from openams.db.engine import make_engine
+
+    admin = make_engine(url)
+    name = f"openams_test_{uuid.uuid4().hex[:10]}"
+    try:
+        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # pragma: no cover - depends on the machine
+        service_missing(f"PostgreSQL at {url} is not reachable: {exc}")
+    base = url.rsplit("/", 1)[0]
+    yield f"{base}/{name}"
+    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def runtime(tmp_path_factory: pytest.TempPathFactory, db_url: str) -> Iterator[Runtime]:
+    data_dir: Path = tmp_path_factory.mktemp("openams-data")
+    rt = Runtime(load(data_dir=data_dir, database_url=db_url or None, create_dev_account=False,
+                      public_url="http://openams.test"))
+    rt.prepare()
+    rt.ready = True
+    yield rt
+    rt.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def app(runtime: Runtime) -> RestApp:
+    return RestApp(runtime)
+
+
+@pytest.fixture(scope="session")
+def http(app: RestApp) -> TestClient:
+    return TestClient(app, base_url="http://openams.test", raise_server_exceptions=True)
+
+
+def _new_account(runtime: Runtime, prefix: str = "acct"):  # type: ignore[no-untyped-def]
+    name = f"{prefix}{uuid.uuid4().hex[:12]}"
+    with runtime.engine.connect() as conn:
+        conn.info["write"] = True
+        with conn.begin():
+            account = runtime.accounts.create(conn, name)
+            ensure_account_defaults(conn, account)
+    return account
+
+
+@pytest.fixture
+def account(runtime: Runtime):  # type: ignore[no-untyped-def]
+    return _new_account(runtime)
+
+
+@pytest.fixture
+def other_account(runtime: Runtime):  # type: ignore[no-untyped-def]
+    return _new_account(runtime, "other")
+
+
+@pytest.fixture
+def api(http: TestClient, account) -> ApiClient:  # type: ignore[no-untyped-def]
+    """A JSON-light client for a fresh account."""
+    return ApiClient.for_account(http, account, "light")
+
+
+@pytest.fixture(params=["light", "verbose", "atom"])
+def any_api(request: pytest.FixtureRequest, http: TestClient, account) -> ApiClient:  # type: ignore[no-untyped-def]
+    """The same client in each of the three payload dialects."""
+    return ApiClient.for_account(http, account, request.param)
