@@ -34,6 +34,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA case_sensitive_like=ON")  # LIKE as on PostgreSQL ($filter startswith)
             cur.close()
 
         @event.listens_for(engine, "begin")

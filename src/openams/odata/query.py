@@ -36,8 +36,13 @@ from .values import coerce_primitive, parse_guid, parse_literal
 
 MAX_QUERY_LENGTH = 8000
 """Longest option text accepted; longer texts are refused before tokenizing."""
-MAX_DEPTH = 100
-"""Deepest expression nesting accepted (chains of one `and`/`or` count as one level)."""
+MAX_DEPTH = 50
+"""Deepest expression nesting accepted (chains of one `and`/`or` count as one level).
+
+Real filters nest a few levels. The limit exists because SQLAlchemy compiles expressions
+recursively, about a dozen Python frames per nested function call, and that happens later on the
+caller's (already deep) stack; 50 levels stay well inside Python's default limit of 1000 frames.
+"""
 
 # ------------------------------------------------------------------------------------------------
 # AST
@@ -470,9 +475,8 @@ def parse_select(text: str) -> list[str] | None:
             raise _error(option, f"{item!r} is not a property name", pos)
         if item == "*":
             everything = True
-        elif item not in items:
-            items.append(item)
-    return None if everything else items
+        items.append(item)
+    return None if everything else list(dict.fromkeys(items))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -1031,8 +1035,7 @@ def to_sql_order(items: list[tuple[Node, bool]], resolve: Resolver) -> list[Colu
     translator = _Translator(resolve, "$orderby")
     for node, descending in items:
         if isinstance(node, Literal):
-            raise translator.error("$orderby needs a property or an expression over one, not a constant",
-                                   node)
+            raise translator.error("expected a property or an expression over one, not a constant", node)
         expr = translator.sql(translator.translate(node))
         clauses.append(expr.desc() if descending else expr.asc())
     return clauses
