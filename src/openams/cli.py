@@ -24,7 +24,7 @@ app = typer.Typer(help="openams — a self-hostable media services platform (Azu
                   no_args_is_help=True, add_completion=False)
 account_app = typer.Typer(help="Manage Media Services accounts.", no_args_is_help=True)
 app.add_typer(account_app, name="account")
-console = Console()
+console = Console(soft_wrap=True)
 err = Console(stderr=True)
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data directory [env OPENAMS_DATA_DIR].")]
@@ -78,6 +78,7 @@ def serve(
     settings = _settings(config, data_dir=data_dir, host=host, port=port, blob_port=blob_port,
                          database_url=database_url, public_url=public_url)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     from .app import serve as run_servers
     from .runtime import Runtime
 

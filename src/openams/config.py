@@ -39,6 +39,14 @@ class Settings:
     max_url_bytes: int = 8192
     create_dev_account: bool = True
     log_level: str = "info"
+    storage_backend: str = "local"
+    """Where blob content lives: `local` (the data directory), `azure` or `s3`."""
+    azure_connection_string: str = ""
+    s3_endpoint_url: str = ""
+    s3_bucket: str = ""
+    s3_region: str = "us-east-1"
+    s3_access_key: str = ""
+    s3_secret_key: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -78,6 +86,13 @@ _ENV = {
     "max_body_bytes": "OPENAMS_MAX_BODY_BYTES",
     "create_dev_account": "OPENAMS_CREATE_DEV_ACCOUNT",
     "log_level": "OPENAMS_LOG_LEVEL",
+    "storage_backend": "OPENAMS_STORAGE_BACKEND",
+    "azure_connection_string": "OPENAMS_AZURE_CONNECTION_STRING",
+    "s3_endpoint_url": "OPENAMS_S3_ENDPOINT_URL",
+    "s3_bucket": "OPENAMS_S3_BUCKET",
+    "s3_region": "OPENAMS_S3_REGION",
+    "s3_access_key": "OPENAMS_S3_ACCESS_KEY",
+    "s3_secret_key": "OPENAMS_S3_SECRET_KEY",
 }
 
 

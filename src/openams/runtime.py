@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 from sqlalchemy import Connection, Engine
 
@@ -33,6 +34,13 @@ class Runtime:
     @cached_property
     def box(self) -> SecretBox:
         return SecretBox.for_data_dir(self.settings.data_dir)
+
+    @cached_property
+    def storage(self) -> Any:
+        """The blob backend chosen in settings (see `storage.open_backend`)."""
+        from .storage import open_backend
+
+        return open_backend(self.settings)
 
     @cached_property
     def accounts(self) -> AccountStore:

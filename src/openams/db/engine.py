@@ -58,6 +58,9 @@ def alembic_config(engine: Engine) -> Config:
 
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest revision (idempotent; safe while another process runs)."""
+    import logging
+
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     with _migrate_lock, engine.begin() as conn:
         cfg = alembic_config(engine)
         cfg.attributes["connection"] = conn

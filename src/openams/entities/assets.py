@@ -39,6 +39,16 @@ class AssetRules(Rules):
         values["State"] = 0
         values["Uri"] = container_url(ctx, storage, values["Id"])
 
+    def after_create(self, ctx: Ctx, entity: dict[str, Any], payload: EntityPayload) -> None:
+        if ctx.storage is not None:
+            from ..storage.base import StorageError
+
+            try:
+                ctx.storage.create_container(entity["StorageAccountName"], container_name(entity["Id"]))
+            except StorageError as exc:
+                if exc.code != "ContainerAlreadyExists":
+                    raise
+
     def on_delete(self, ctx: Ctx, entity: dict[str, Any], params: dict[str, str]) -> None:
         from .service import remove_row
 
@@ -54,6 +64,15 @@ class AssetRules(Rules):
         for key_id in store.link_targets("asset_contentkeys", asset_id):
             if store.link_sources("asset_contentkeys", key_id) == [asset_id]:
                 remove_row(ctx, keys, key_id)
+        keep = params.get("keepcontainer", "false").strip().lower() == "true"
+        if ctx.storage is not None and not keep:
+            from ..storage.base import StorageError
+
+            try:
+                ctx.storage.delete_container(entity["StorageAccountName"], container_name(asset_id))
+            except StorageError as exc:
+                if exc.code != "ContainerNotFound":
+                    raise
 
     def call(self, ctx: Ctx, fn: FunctionImport, entity: dict[str, Any] | None, params: dict[str, Any]) -> Any:
         if fn.name == "Publish":

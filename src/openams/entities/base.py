@@ -29,6 +29,8 @@ class Ctx:
     settings: Settings
     base_url: str = ""
     """The API root the client used (`http://host:port/api/`), for resolving binding URLs."""
+    storage: Any = None
+    """The blob backend (`storage.base.BlobBackend`); None where no blob work can happen."""
     content_ids: dict[str, str] = field(default_factory=dict)
     """Inside a `$batch` changeset: Content-ID → URL of the entity that part created (`$1` refs)."""
     model: Model = field(default_factory=lambda: MODEL)

@@ -206,7 +206,7 @@ class RestApp:
         from ..model import MODEL
 
         return Ctx(Store(conn, account.id, MODEL), account, self.rt.settings, base_url=req.base_url,
-                   content_ids=content_ids if content_ids is not None else {})
+                   storage=self.rt.storage, content_ids=content_ids if content_ids is not None else {})
 
     def _batch(self, conn: Any, account: Any, req: ApiRequest) -> Reply:
         results: list[Any] = []
