@@ -61,7 +61,12 @@ async def serve(rt: Runtime, on_ready: Callable[[], None] | None = None) -> None
         if on_ready:
             on_ready()
 
-    await asyncio.gather(announce(), *tasks)
+    if rt.settings.run_jobs:
+        rt.start_jobs()
+    try:
+        await asyncio.gather(announce(), *tasks)
+    finally:
+        rt.stop_jobs()
     failed = [t for t in tasks if t.exception() is not None] if all(t.done() for t in tasks) else []
     if any(not srv.started for srv in servers):
         stop()

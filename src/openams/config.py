@@ -39,6 +39,10 @@ class Settings:
     max_url_bytes: int = 8192
     create_dev_account: bool = True
     log_level: str = "info"
+    run_jobs: bool = True
+    """Run encoding tasks inside `openams serve` (turn off when `openams worker` processes run them)."""
+    max_concurrent_tasks: int = 2
+    """Tasks one process runs at once (each account is further limited by its reserved units)."""
     storage_backend: str = "local"
     """Where blob content lives: `local` (the data directory), `azure` or `s3`."""
     azure_connection_string: str = ""
@@ -87,6 +91,8 @@ _ENV = {
     "create_dev_account": "OPENAMS_CREATE_DEV_ACCOUNT",
     "log_level": "OPENAMS_LOG_LEVEL",
     "storage_backend": "OPENAMS_STORAGE_BACKEND",
+    "run_jobs": "OPENAMS_RUN_JOBS",
+    "max_concurrent_tasks": "OPENAMS_MAX_CONCURRENT_TASKS",
     "azure_connection_string": "OPENAMS_AZURE_CONNECTION_STRING",
     "s3_endpoint_url": "OPENAMS_S3_ENDPOINT_URL",
     "s3_bucket": "OPENAMS_S3_BUCKET",

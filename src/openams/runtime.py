@@ -25,6 +25,20 @@ class Runtime:
     settings: Settings
     ready: bool = False
     """True once every listener accepts connections (`/health` answers 503 before)."""
+    scheduler: Any = None
+    """The job scheduler of this process, when it runs jobs (`start_jobs`)."""
+
+    def start_jobs(self) -> None:
+        from .jobs.runner import Scheduler
+
+        if self.scheduler is None:
+            self.scheduler = Scheduler(self, self.settings.max_concurrent_tasks)
+            self.scheduler.start()
+
+    def stop_jobs(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.stop()
+            self.scheduler = None
 
     @cached_property
     def engine(self) -> Engine:

@@ -137,3 +137,15 @@ api_clients = Table(
     Column("created", UTCDateTime, nullable=False),
 )
 """AAD-style service principals registered for an account (secret encrypted at rest)."""
+
+task_leases = Table(
+    "task_leases",
+    metadata,
+    Column("task_id", String(255), primary_key=True),
+    Column("account_id", String(ACCOUNT_ID_LEN), nullable=False),
+    Column("worker", String(255), nullable=False),
+    Column("expires", UTCDateTime, nullable=False),
+    Column("attempt", Integer, nullable=False, default=1),
+)
+"""Which worker is running a task, until when. A lease that runs out means the worker died: the
+task is re-queued (or failed after too many attempts) by whoever notices first."""

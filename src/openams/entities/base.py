@@ -32,6 +32,10 @@ class Ctx:
     storage: Any = None
     """The blob backend (`storage.base.BlobBackend`); None where no blob work can happen."""
     content_ids: dict[str, str] = field(default_factory=dict)
+    on_job_submitted: Any = None
+    """Called with a job id once it is queued (wakes the runner); None where nothing runs jobs."""
+    on_job_canceled: Any = None
+    """Called with a job id after CancelJob (lets a runner stop its processor at once)."""
     """Inside a `$batch` changeset: Content-ID → URL of the entity that part created (`$1` refs)."""
     model: Model = field(default_factory=lambda: MODEL)
     now: datetime = field(default_factory=lambda: datetime.now(UTC))

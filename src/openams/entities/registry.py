@@ -11,13 +11,14 @@ from typing import Any
 
 from ..model import MODEL
 from ..odata.edm import EntitySet
+from . import file_infos
 from .base import Ctx, NotBuilt, Rules
 
 UnboundFunction = Callable[[Ctx, dict[str, Any]], Any]
 
 
 def _rule_classes() -> dict[str, type[Rules]]:
-    from . import access_policies, assets, files, locators, media_processors, reserved_units, storage_accounts
+    from . import access_policies, assets, files, jobs, locators, media_processors, reserved_units, storage_accounts
 
     classes: list[type[Rules]] = [
         assets.AssetRules,
@@ -27,6 +28,11 @@ def _rule_classes() -> dict[str, type[Rules]]:
         media_processors.MediaProcessorRules,
         storage_accounts.StorageAccountRules,
         reserved_units.ReservedUnitRules,
+        jobs.JobRules,
+        jobs.TaskRules,
+        jobs.JobTemplateRules,
+        jobs.TaskTemplateRules,
+        jobs.NotificationEndPointRules,
     ]
     return {c.set_name: c for c in classes}
 
@@ -46,7 +52,14 @@ def rules_for(es: EntitySet) -> Rules:
 
 
 def unbound_function(name: str) -> UnboundFunction | None:
-    return _UNBOUND.get(name.lower())
+    return _unbound().get(name.lower())
 
 
-_UNBOUND: dict[str, UnboundFunction] = {}
+@cache
+def _unbound() -> dict[str, UnboundFunction]:
+    from . import file_infos, jobs
+
+    return {
+        "createfileinfos": file_infos.create_file_infos,
+        "canceljob": jobs.cancel_job,
+    }

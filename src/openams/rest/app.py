@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl
 import anyio
 
 from ..entities.base import Ctx
+from ..entities.deferred import discard_deferred, run_deferred
 from ..errors import (
     ApiError,
     BadRequest,
@@ -144,7 +145,7 @@ class RestApp:
                 return Reply(503, [("Content-Type", "application/json")], b'{"status":"starting"}')
             return Reply(200, [("Content-Type", "application/json")], b'{"status":"ok"}')
         if path == "/API" or path.startswith("/API/"):
-            return self._redirect(scope, headers, path[4:], raw_path)
+            return self._redirect(scope, headers)
         if path.lower() == "/api" or path.lower().startswith("/api/"):
             body = await read_body(receive, self.rt.settings.max_body_bytes, headers.get("content-length"))
             return await self._api(scope, method, headers, path[5:], query_pairs, body)
@@ -162,11 +163,10 @@ class RestApp:
         scheme = scope.get("scheme", "http")
         return f"{scheme}://{host}/api/"
 
-    def _redirect(self, scope: Scope, headers: dict[str, str], rest: str, raw_path: str) -> Reply:
-        target = self._base_url(scope, headers) + raw_path[5:] if len(raw_path) > 5 else self._base_url(scope, headers)
-        qs = scope.get("query_string", b"").decode("latin-1")
-        if qs:
-            target += "?" + qs
+    def _redirect(self, scope: Scope, headers: dict[str, str]) -> Reply:
+        # Location is the account's API root, whatever was asked: clients adopt it as their base
+        # URI and re-send the request below it (Location + path), as with AMS's global endpoint.
+        target = self._base_url(scope, headers)
         body = (f'<html><head><title>Object moved</title></head><body>\r\n<h2>Object moved to '
                 f'<a href="{target}">here</a>.</h2>\r\n</body></html>\r\n').encode()
         return Reply(301, [("Location", target), ("Content-Type", "text/html; charset=utf-8")], body)
@@ -199,14 +199,21 @@ class RestApp:
             with conn.begin():
                 account = self.rt.authenticate(conn, req.headers.get("authorization"), req.base_url)
                 self._check_version(req)
-                return execute(self._ctx(conn, account, req), req)
+                try:
+                    reply = execute(self._ctx(conn, account, req), req)
+                    run_deferred(conn)
+                finally:
+                    discard_deferred(conn)
+                return reply
 
     def _ctx(self, conn: Any, account: Any, req: ApiRequest, content_ids: dict[str, str] | None = None) -> Ctx:
         from ..db.store import Store
         from ..model import MODEL
 
         return Ctx(Store(conn, account.id, MODEL), account, self.rt.settings, base_url=req.base_url,
-                   storage=self.rt.storage, content_ids=content_ids if content_ids is not None else {})
+                   storage=self.rt.storage, content_ids=content_ids if content_ids is not None else {},
+                   on_job_submitted=self.rt.scheduler.notify_submitted if self.rt.scheduler else None,
+                   on_job_canceled=self.rt.scheduler.notify_canceled if self.rt.scheduler else None)
 
     def _batch(self, conn: Any, account: Any, req: ApiRequest) -> Reply:
         results: list[Any] = []
@@ -218,6 +225,7 @@ class RestApp:
         return batch_response(results)
 
     def _batch_query(self, conn: Any, account: Any, req: ApiRequest, item: BatchRequest) -> Any:
+        """A GET outside any changeset: its own read transaction."""
         try:
             sub = sub_request(req, item, {})
             with conn.begin():
@@ -242,9 +250,11 @@ class RestApp:
                     if item.content_id and location:
                         content_ids[item.content_id] = location
                     replies.append(to_batch_response(reply, item.content_id))
+                run_deferred(conn)
         except ApiError as exc:
             return to_batch_response(error_reply(req.headers, [], exc), None)
         finally:
             conn.info["write"] = False
+            discard_deferred(conn)
         return replies
 
