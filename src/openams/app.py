@@ -20,6 +20,14 @@ from .runtime import Runtime
 log = logging.getLogger("openams")
 
 
+async def _quiet(coro: Any) -> None:
+    """Run a server; a failure to bind is reported by `serve`, not as an asyncio traceback."""
+    try:
+        await coro
+    except (OSError, SystemExit) as exc:
+        log.error("listener stopped: %s", exc)
+
+
 def build_apps(rt: Runtime) -> tuple[Any, Any]:
     return RestApp(rt), BlobApp(rt)
 
@@ -50,7 +58,7 @@ async def serve(rt: Runtime, on_ready: Callable[[], None] | None = None) -> None
             loop.add_signal_handler(sig, stop)
         except (NotImplementedError, RuntimeError):
             pass
-    tasks = [asyncio.create_task(srv.serve()) for srv in servers]
+    tasks = [asyncio.create_task(_quiet(srv.serve())) for srv in servers]
 
     async def announce() -> None:
         while not all(srv.started for srv in servers):
@@ -61,6 +69,9 @@ async def serve(rt: Runtime, on_ready: Callable[[], None] | None = None) -> None
         if on_ready:
             on_ready()
 
+    clean = getattr(rt.storage, "clean_staging", None)
+    if clean is not None:
+        clean()  # spool files of requests a previous process was killed during
     if rt.settings.run_jobs:
         rt.start_jobs()
     try:

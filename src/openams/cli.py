@@ -278,6 +278,93 @@ def doctor(data_dir: DataDir = None, database_url: DatabaseUrl = None, config: C
         raise
 
 
+@app.command()
+def upload(
+    file: Annotated[Path, typer.Argument(help="The file to upload.")],
+    asset: Annotated[str | None, typer.Option("--asset", help="Asset name (default: the file name).")] = None,
+    server: Annotated[str | None, typer.Option("--server", help="API base URL (default: http://<host>:<port> "
+                                               "from the settings, http://127.0.0.1:8700).")] = None,
+    account: Annotated[str, typer.Option("--account", help="Account name.")] = DEV_ACCOUNT_NAME,
+    key: Annotated[str | None, typer.Option("--key", help="Account key (default: looked up in the local data "
+                                            "directory) [env OPENAMS_ACCOUNT_KEY].",
+                                            envvar="OPENAMS_ACCOUNT_KEY")] = None,
+    data_dir: DataDir = None, database_url: DatabaseUrl = None, config: ConfigFile = None,
+) -> None:
+    """Upload a file into a new asset through the public API; prints the asset id."""
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    from .client import AmsClient, ClientError
+
+    settings = _settings(config, data_dir=data_dir, database_url=database_url, create_dev_account=False)
+    if not file.is_file():
+        err.print(f"[red]error:[/red] {file}: {'not a regular file' if file.exists() else 'no such file'}")
+        raise typer.Exit(1)
+    if key is None:
+        key = _local_key(settings, account)
+    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(),
+                   TransferSpeedColumn(), TimeRemainingColumn(), console=err, transient=False)
+    task: list[Any] = []
+
+    def on_start(size: int, blob: str) -> None:
+        if blob != file.name:
+            err.print(f"note: stored as '{blob}' (AMS file names allow one '.' and no URL-reserved "
+                      "characters)")
+        task.append(bar.add_task(blob, total=size))
+        bar.start()
+
+    def advance(n: int) -> None:
+        if task:
+            bar.advance(task[0], n)
+
+    try:
+        with AmsClient(server or settings.api_base, account, key) as client:
+            result = client.upload(str(file), asset, progress=advance, on_start=on_start)
+    except ClientError as exc:
+        bar.stop()
+        err.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        bar.stop()
+        err.print("[red]interrupted[/red]")
+        raise typer.Exit(130) from None
+    bar.stop()
+    for warning in result.warnings:
+        err.print(f"[yellow]warning:[/yellow] {warning}")
+    rate = result.size / result.seconds / 1e6 if result.seconds > 0 else 0.0
+    err.print(f"uploaded {result.size:,} bytes in {result.seconds:.1f}s ({rate:.1f} MB/s)")
+    print(result.asset_id)
+
+
+def _local_key(settings: Settings, account: str) -> str:
+    """An account's primary key from the local database (like `openams account keys`)."""
+    from .config import DEV_ACCOUNT_KEY
+
+    local_db = not settings.database_url
+    if local_db and not (settings.data_dir / "openams.db").exists():
+        if account == DEV_ACCOUNT_NAME:
+            return DEV_ACCOUNT_KEY  # the well-known development key; the server says so if it was replaced
+        err.print(f"[red]error:[/red] no key given and no local data directory at "
+                  f"{settings.data_dir.resolve()}; pass --key or --data-dir")
+        raise typer.Exit(1)
+    rt = _runtime(settings)
+    try:
+        with rt.engine.connect() as conn, conn.begin():
+            found = rt.accounts.get(conn, account)
+    except Exception as exc:
+        _fail(exc)
+        raise
+    finally:
+        rt.engine.dispose()
+    return str(found.primary_key)
+
+
 @app.callback(invoke_without_command=True)
 def _main(version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False) -> None:
     if version:

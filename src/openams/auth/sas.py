@@ -37,7 +37,8 @@ def container_sas(*, key: str, storage_account: str, container: str, identifier:
     st = sas_time(start) if start else ""
     se = sas_time(expiry)
     resource = f"/{storage_account}/{container}"
-    sig = sign(key, string_to_sign(permissions="", start=st, expiry=se, resource=resource, identifier=identifier))
+    text = string_to_sign(permissions="", start=st, expiry=se, resource=resource, identifier=identifier)
+    sig = sign(key, text)
     parts = [f"sv={SAS_VERSION}", "sr=c", f"si={identifier}", f"sig={quote(sig, safe='')}"]
     if st:
         parts.append(f"st={quote(st, safe='')}")
@@ -98,12 +99,13 @@ def shared_key_string(method: str, headers: dict[str, str], account: str, path: 
     length = headers.get("content-length", "")
     if length == "0" and version >= "2015-02-21":
         length = ""
-    fields = [method.upper(), headers.get("content-encoding", ""), headers.get("content-language", ""), length,
-              headers.get("content-md5", ""), headers.get("content-type", ""),
-              "" if "x-ms-date" in headers else headers.get("date", ""),
-              headers.get("if-modified-since", ""), headers.get("if-match", ""), headers.get("if-none-match", ""),
-              headers.get("if-unmodified-since", ""), headers.get("range", "")]
-    return "\n".join(fields) + "\n" + _canonical_headers(headers) + _canonical_resource_sk(account, path, query)
+    h = headers.get
+    fields = [method.upper(), h("content-encoding", ""), h("content-language", ""), length,
+              h("content-md5", ""), h("content-type", ""), "" if "x-ms-date" in headers else h("date", ""),
+              h("if-modified-since", ""), h("if-match", ""), h("if-none-match", ""),
+              h("if-unmodified-since", ""), h("range", "")]
+    resource = _canonical_resource_sk(account, path, query)
+    return "\n".join(fields) + "\n" + _canonical_headers(headers) + resource
 
 
 def shared_key_lite_string(method: str, headers: dict[str, str], account: str, path: str,
@@ -118,7 +120,8 @@ def shared_key_lite_string(method: str, headers: dict[str, str], account: str, p
 
 
 def _canonical_headers(headers: dict[str, str]) -> str:
-    items = sorted((k.lower(), " ".join(v.split())) for k, v in headers.items() if k.lower().startswith("x-ms-"))
+    items = sorted((k.lower(), " ".join(v.split())) for k, v in headers.items()
+                   if k.lower().startswith("x-ms-"))
     return "".join(f"{k}:{v}\n" for k, v in items)
 
 

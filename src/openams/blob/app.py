@@ -26,11 +26,13 @@ from ..auth import sas
 from ..entities.storage_accounts import storage_account_exists
 from ..storage.base import (
     MAX_BLOCK_SIZE,
+    MAX_COMMITTED_BLOCKS,
     MAX_PUT_BLOB_SIZE,
     BlobProperties,
     ContentSettings,
     StorageError,
     validate_blob_name,
+    validate_block_id,
     validate_container,
 )
 from .xml import block_list_body, error_body, http_date, list_blobs_body, parse_block_list
@@ -45,6 +47,11 @@ OLD_BLOCK_LIMIT = 100 * 1024 * 1024
 OLD_PUT_LIMIT = 256 * 1024 * 1024
 CLOCK_SKEW = timedelta(minutes=5)
 CORS_HEADERS = "*"
+AUTH_FAILED = ("Server failed to authenticate the request. Make sure the value of Authorization header is "
+               "formed correctly including the signature.")
+NOT_AUTHORISED = "This request is not authorized to perform this operation using this"
+TOO_LARGE = "The request body is too large and exceeds the maximum permissible limit"
+SAS_FIELDS = frozenset({"sv", "ss", "srt", "sp", "st", "se", "sr", "si", "sip", "spr", "sig", "skoid"})
 
 
 @dataclass
@@ -99,11 +106,11 @@ class BlobApp:
         try:
             reply = await self._handle(scope, receive, headers, request_id)
         except StorageError as exc:
-            reply = self._error(exc, request_id)
+            reply = self._error(exc, request_id, scope["method"] == "HEAD")
         except Exception:
             log.exception("unhandled blob error in request %s", request_id)
-            reply = self._error(StorageError(500, "InternalError", "The server encountered an internal error."),
-                                request_id)
+            internal = StorageError(500, "InternalError", "The server encountered an internal error.")
+            reply = self._error(internal, request_id)
         base = [("x-ms-request-id", request_id), ("x-ms-version", version or DEFAULT_VERSION),
                 ("Date", http_date(datetime.now(UTC))), ("Server", "openams-blob")]
         if "origin" in headers:
@@ -114,7 +121,8 @@ class BlobApp:
         await self._send(send, reply, base, scope["method"] == "HEAD")
 
     async def _send(self, send: Send, reply: BlobReply, base: list[tuple[str, str]], head: bool) -> None:
-        headers = [(k.lower().encode("latin-1"), str(v).encode("latin-1")) for k, v in [*reply.headers, *base]]
+        headers = [(k.lower().encode("latin-1"), str(v).encode("latin-1"))
+                   for k, v in [*reply.headers, *base]]
         length = reply.length if reply.stream is not None else len(reply.body)
         headers.append((b"content-length", str(length or 0).encode()))
         await send({"type": "http.response.start", "status": reply.status, "headers": headers})
@@ -134,11 +142,15 @@ class BlobApp:
         finally:
             it.close()
 
-    def _error(self, exc: StorageError, request_id: str) -> BlobReply:
+    def _error(self, exc: StorageError, request_id: str, head: bool = False) -> BlobReply:
         if exc.status == 304:
             return BlobReply(304)
+        extra: list[tuple[str, str]] = list(getattr(exc, "headers", []))
+        if head:  # a HEAD answer has no body, so no body type either
+            return BlobReply(exc.status, [("x-ms-error-code", exc.code), *extra])
         body = error_body(exc.code, exc.message, request_id, datetime.now(UTC))
-        return BlobReply(exc.status, [("Content-Type", "application/xml"), ("x-ms-error-code", exc.code)], body)
+        headers = [("Content-Type", "application/xml"), ("x-ms-error-code", exc.code), *extra]
+        return BlobReply(exc.status, headers, body)
 
     # ---- routing -------------------------------------------------------------------------------
     async def _handle(self, scope: dict[str, Any], receive: Receive, headers: dict[str, str],
@@ -208,7 +220,8 @@ class BlobApp:
         if m == "GET" and comp == "blocklist":
             return await self._run(req, "read", self._get_block_list)
         if m in ("GET", "HEAD") and comp in ("", "metadata"):
-            return await self._run(req, "read", self._get_blob if m == "GET" and not comp else self._head_blob)
+            read = self._get_blob if m == "GET" and not comp else self._head_blob
+            return await self._run(req, "read", read)
         if m == "DELETE" and not comp:
             return await self._run(req, "delete", self._delete_blob)
         raise StorageError(400, "UnsupportedHttpVerb" if m not in ("GET", "PUT", "DELETE", "HEAD")
@@ -227,11 +240,12 @@ class BlobApp:
                 self._check_sas(conn, account, req, need)
             elif "authorization" in req.headers:
                 self._check_shared_key(account, req)
+            elif SAS_FIELDS & req.params.keys():
+                raise StorageError(403, "AuthenticationFailed", "Server failed to authenticate the request: "
+                                   "the shared access signature has no signature (sig).")
             else:
-                raise StorageError(403, "AuthenticationFailed" if req.params else "NoAuthenticationInformation",
-                                   "Server failed to authenticate the request. Please refer to the information "
-                                   "in the www-authenticate header." if req.params else
-                                   "Server failed to authenticate the request: no SAS or Authorization given.")
+                raise StorageError(401, "NoAuthenticationInformation", "Server failed to authenticate the "
+                                   "request: no shared access signature or Authorization header was given.")
             from ..db.store import Store
             from ..entities.base import Ctx
             from ..model import MODEL
@@ -245,15 +259,14 @@ class BlobApp:
         scheme, _, cred = header.partition(" ")
         name, _, signature = cred.partition(":")
         if name != req.account or scheme not in ("SharedKey", "SharedKeyLite"):
-            raise StorageError(403, "AuthenticationFailed", "Server failed to authenticate the request. Make sure "
-                               "the value of Authorization header is formed correctly including the signature.")
+            raise StorageError(403, "AuthenticationFailed", AUTH_FAILED)
         if scheme == "SharedKey":
-            text = sas.shared_key_string(req.method, req.headers, req.account, req.raw_path, req.query, req.version)
+            text = sas.shared_key_string(req.method, req.headers, req.account, req.raw_path, req.query,
+                                         req.version)
         else:
             text = sas.shared_key_lite_string(req.method, req.headers, req.account, req.raw_path, req.query)
         if not sas.verify_signature(account.keys(), text, signature):
-            raise StorageError(403, "AuthenticationFailed", "Server failed to authenticate the request. Make sure "
-                               "the value of Authorization header is formed correctly including the signature.")
+            raise StorageError(403, "AuthenticationFailed", AUTH_FAILED)
         date = req.headers.get("x-ms-date") or req.headers.get("date")
         if date:
             from email.utils import parsedate_to_datetime
@@ -268,44 +281,45 @@ class BlobApp:
 
     def _check_sas(self, conn: Any, account: Any, req: BlobRequest, need: str) -> None:
         p = req.params
-        fail = "Server failed to authenticate the request. Make sure the value of Authorization header is " \
-               "formed correctly including the signature."
+        fail = AUTH_FAILED
         sr = p.get("sr", "")
         if sr not in ("c", "b") or ("skoid" in p):
             raise StorageError(403, "AuthenticationFailed", fail)
         if sr == "b" and req.blob is None:
-            raise StorageError(403, "AuthorizationResourceTypeMismatch",
-                               "This request is not authorized to perform this operation using this resource type.")
+            raise StorageError(403, "AuthorizationResourceTypeMismatch", f"{NOT_AUTHORISED} resource type.")
         text = sas.service_sas_string(p, req.account, req.container, req.blob)
         if not sas.verify_signature(account.keys(), text, p.get("sig", "")):
             raise StorageError(403, "AuthenticationFailed", f"{fail} Signature did not match.")
         if p.get("spr") == "https":
-            raise StorageError(403, "AuthorizationProtocolMismatch",
-                               "This request is not authorized to perform this operation using this protocol.")
+            raise StorageError(403, "AuthorizationProtocolMismatch", f"{NOT_AUTHORISED} protocol.")
         perms, start, expiry = p.get("sp", ""), p.get("st"), p.get("se")
-        start_dt = expiry_dt = None
+        starts: list[datetime] = []
+        expiries: list[datetime] = []
         if p.get("si"):
-            perms, start_dt, expiry_dt = self._stored_policy(conn, account, req, p["si"])
+            # The Locator is the stored policy: its permissions, and its times as well as the URL's.
+            perms, policy_start, policy_expiry = self._stored_policy(conn, account, req, p["si"])
+            starts += [_aware(policy_start)] if policy_start else []
+            expiries.append(_aware(policy_expiry))
         try:
             if start:
-                start_dt = sas.parse_sas_time(start)
+                starts.append(sas.parse_sas_time(start))
             if expiry:
-                expiry_dt = sas.parse_sas_time(expiry)
+                expiries.append(sas.parse_sas_time(expiry))
         except ValueError:
             raise StorageError(403, "AuthenticationFailed", f"{fail} Signed times are malformed.") from None
+        start_dt = max(starts) if starts else None
+        expiry_dt = min(expiries) if expiries else None
         now = datetime.now(UTC)
         if expiry_dt is None or now > expiry_dt or (start_dt is not None and now + CLOCK_SKEW < start_dt):
-            raise StorageError(403, "AuthenticationFailed", f"{fail} Signed expiry time [{expiry}] must be after "
-                               f"signed start time and the current time [{http_date(now)}].")
+            raise StorageError(403, "AuthenticationFailed", f"{fail} Signed expiry time [{expiry}] must be "
+                               f"after signed start time and the current time [{http_date(now)}].")
         needed = {"read": "r", "write": "w", "delete": "d", "list": "l"}.get(need)
         if needed is None:  # container create/delete/properties need the account key
-            raise StorageError(403, "AuthorizationPermissionMismatch",
-                               "This request is not authorized to perform this operation using this permission.")
+            raise StorageError(403, "AuthorizationPermissionMismatch", f"{NOT_AUTHORISED} permission.")
         ok = needed in perms or (needed == "w" and "c" in perms and need == "write" and
                                  req.params.get("comp") != "metadata")
         if not ok:
-            raise StorageError(403, "AuthorizationPermissionMismatch",
-                               "This request is not authorized to perform this operation using this permission.")
+            raise StorageError(403, "AuthorizationPermissionMismatch", f"{NOT_AUTHORISED} permission.")
 
     def _stored_policy(self, conn: Any, account: Any, req: BlobRequest, si: str
                        ) -> tuple[str, datetime | None, datetime]:
@@ -349,20 +363,19 @@ class BlobApp:
         limit = self._body_limit(req)
         declared = req.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise StorageError(413, "RequestBodyTooLarge", f"The request body is too large and exceeds the maximum "
-                               f"permissible limit ({limit} bytes).")
+            raise StorageError(413, "RequestBodyTooLarge", f"{TOO_LARGE} ({limit} bytes).")
         with self.backend.spool() as spool:
             pending: list[bytes] = []
             pending_size = 0
             while True:
                 message = await receive()
                 if message["type"] == "http.disconnect":
-                    raise StorageError(400, "IncompleteBody", "The client disconnected before the body was sent.")
+                    raise StorageError(400, "IncompleteBody",
+                                       "The client disconnected before the body was sent.")
                 chunk = message.get("body", b"")
                 if chunk:
                     if spool.size + pending_size + len(chunk) > limit:
-                        raise StorageError(413, "RequestBodyTooLarge", "The request body is too large and exceeds "
-                                           f"the maximum permissible limit ({limit} bytes).")
+                        raise StorageError(413, "RequestBodyTooLarge", f"{TOO_LARGE} ({limit} bytes).")
                     pending.append(chunk)
                     pending_size += len(chunk)
                     if pending_size >= 1024 * 1024:
@@ -377,8 +390,8 @@ class BlobApp:
                 raise StorageError(400, "InvalidHeaderValue", "Content-Length does not match the body.")
             md5 = req.headers.get("content-md5")
             if md5 and md5 != spool.md5_b64:
-                raise StorageError(400, "Md5Mismatch", "The MD5 value specified in the request did not match with "
-                                   "the MD5 value calculated by the server.")
+                raise StorageError(400, "Md5Mismatch", "The MD5 value specified in the request did not match "
+                                   "with the MD5 value calculated by the server.")
             return await anyio.to_thread.run_sync(op, req, spool)
 
     async def _with_small_body(self, req: BlobRequest, receive: Receive, need: str,
@@ -387,6 +400,8 @@ class BlobApp:
         chunks, size = [], 0
         while True:
             message = await receive()
+            if message["type"] == "http.disconnect":
+                raise StorageError(400, "IncompleteBody", "The client disconnected before the body was sent.")
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > 8 * 1024 * 1024:
@@ -397,7 +412,9 @@ class BlobApp:
         return await anyio.to_thread.run_sync(op, req, b"".join(chunks))
 
     def _body_limit(self, req: BlobRequest) -> int:
-        old = req.version < "2019-12-12"
+        # The version a client asked for in x-ms-version, not the `sv` of the SAS it was handed: a
+        # SAS-only client (curl with a Locator URL) gets today's limits, not those of 2012.
+        old = (req.headers.get("x-ms-version") or DEFAULT_VERSION) < "2019-12-12"
         if req.params.get("comp") == "block":
             return OLD_BLOCK_LIMIT if old else MAX_BLOCK_SIZE
         return OLD_PUT_LIMIT if old else MAX_PUT_BLOB_SIZE
@@ -417,7 +434,8 @@ class BlobApp:
         """Put Blob: standard headers set the blob's properties, x-ms-blob-* override them."""
         h = req.headers
         return ContentSettings(
-            content_type=h.get("x-ms-blob-content-type") or h.get("content-type") or "application/octet-stream",
+            content_type=(h.get("x-ms-blob-content-type") or h.get("content-type")
+                          or "application/octet-stream"),
             content_encoding=h.get("x-ms-blob-content-encoding") or h.get("content-encoding"),
             content_language=h.get("x-ms-blob-content-language") or h.get("content-language"),
             content_disposition=h.get("x-ms-blob-content-disposition"),
@@ -434,10 +452,10 @@ class BlobApp:
         if "if-none-match" in h and h["if-none-match"].strip() == "*" and props is not None \
                 and req.method == "PUT":
             raise StorageError(409, "BlobAlreadyExists", "The specified blob already exists.")
-        if "if-match" in h and h["if-match"].strip() != "*":
-            if props is None or props.etag != h["if-match"].strip():
-                raise StorageError(412, "ConditionNotMet", "The condition specified using HTTP conditional "
-                                   "header(s) is not met.")
+        wanted = h.get("if-match", "*").strip()
+        if wanted != "*" and (props is None or props.etag != wanted):
+            raise StorageError(412, "ConditionNotMet", "The condition specified using HTTP conditional "
+                               "header(s) is not met.")
         if "if-none-match" in h and props is not None and h["if-none-match"].strip() == props.etag \
                 and req.method in ("GET", "HEAD"):
             raise StorageError(304, "ConditionNotMet", "Not modified.")
@@ -454,7 +472,8 @@ class BlobApp:
     def _create_container(self, req: BlobRequest) -> BlobReply:
         self.backend.create_container(req.account, req.container)
         now = datetime.now(UTC)
-        return BlobReply(201, [("ETag", f'"0x{uuid.uuid4().hex[:15].upper()}"'), ("Last-Modified", http_date(now))])
+        etag = f'"0x{uuid.uuid4().hex[:15].upper()}"'
+        return BlobReply(201, [("ETag", etag), ("Last-Modified", http_date(now))])
 
     def _delete_container(self, req: BlobRequest) -> BlobReply:
         self.backend.delete_container(req.account, req.container)
@@ -475,14 +494,15 @@ class BlobApp:
             except ValueError:
                 max_results = 0
             if not 1 <= max_results <= 5000:
-                raise StorageError(400, "OutOfRangeQueryParameterValue", "One of the query parameters specified in "
-                                   "the request URI is outside the permissible range (maxresults 1–5000).")
+                raise StorageError(400, "OutOfRangeQueryParameterValue", "One of the query parameters "
+                                   "specified in the request URI is outside the permissible range "
+                                   "(maxresults 1 to 5000).")
         limit = max_results or 5000
         include = {x.strip() for x in p.get("include", "").split(",") if x.strip()}
         blobs, prefixes, next_marker = self._page(req, prefix, marker, delimiter, limit)
         endpoint = f"{self.rt.settings.blob_base}/{req.account}/"
-        body = list_blobs_body(endpoint, req.container, prefix, marker, max_results, delimiter, blobs, prefixes,
-                               next_marker, "metadata" in include)
+        body = list_blobs_body(endpoint, req.container, prefix, marker, max_results, delimiter, blobs,
+                               prefixes, next_marker, "metadata" in include)
         return BlobReply(200, [("Content-Type", "application/xml")], body)
 
     def _page(self, req: BlobRequest, prefix: str, marker: str, delimiter: str, limit: int
@@ -493,6 +513,10 @@ class BlobApp:
         blobs_out: list[BlobProperties] = []
         prefixes: list[str] = []
         cursor = marker
+        # The next marker is the last blob name *consumed* (returned, or folded into a prefix): the
+        # backend lists names after the marker, and names sharing a prefix sort together, so the next
+        # page starts with the first item not returned and never repeats a prefix.
+        last = marker
         while True:
             page, nxt = self.backend.list_blobs(req.account, req.container, prefix, cursor, 5000)
             for b in page:
@@ -500,14 +524,16 @@ class BlobApp:
                 cut = rest.find(delimiter)
                 if cut >= 0:
                     group = prefix + rest[: cut + len(delimiter)]
-                    if group not in prefixes:
+                    if not prefixes or prefixes[-1] != group:
                         if len(blobs_out) + len(prefixes) >= limit:
-                            return blobs_out, prefixes, b.name
+                            return blobs_out, prefixes, last
                         prefixes.append(group)
+                    last = b.name
                     continue
                 if len(blobs_out) + len(prefixes) >= limit:
-                    return blobs_out, prefixes, b.name
+                    return blobs_out, prefixes, last
                 blobs_out.append(b)
+                last = b.name
             if not nxt:
                 return blobs_out, prefixes, ""
             cursor = nxt
@@ -527,15 +553,26 @@ class BlobApp:
     def _put_block(self, req: BlobRequest, spool: Any) -> BlobReply:
         block_id = req.params.get("blockid")
         if not block_id:
-            raise StorageError(400, "MissingRequiredQueryParameter", "A query parameter that's mandatory for this "
-                               "request is not specified (blockid).")
+            raise StorageError(400, "MissingRequiredQueryParameter", "A query parameter that's mandatory for "
+                               "this request is not specified (blockid).")
         assert req.blob is not None
         self.backend.stage_block(req.account, req.container, req.blob, block_id, spool)
-        return BlobReply(201, [("x-ms-request-server-encrypted", "true"), ("Content-MD5", spool.md5_b64)])
+        headers = [("x-ms-request-server-encrypted", "true")]
+        if "content-md5" in req.headers or req.version < "2019-02-02":
+            headers.append(("Content-MD5", spool.md5_b64))
+        return BlobReply(201, headers)
 
     def _put_block_list(self, req: BlobRequest, body: bytes) -> BlobReply:
         assert req.blob is not None
         blocks = parse_block_list(body)
+        if len(blocks) > MAX_COMMITTED_BLOCKS:
+            raise StorageError(400, "BlockListTooLong", f"The block list may not contain more than "
+                               f"{MAX_COMMITTED_BLOCKS} blocks.")
+        for _, block_id in blocks:
+            try:
+                validate_block_id(block_id)
+            except StorageError:
+                raise StorageError(400, "InvalidBlockList", "The specified block list is invalid.") from None
         self._check_conditions(req, self.backend.properties(req.account, req.container, req.blob))
         props = self.backend.commit_blocks(req.account, req.container, req.blob, blocks, self._settings(req),
                                            self._metadata(req))
@@ -545,8 +582,8 @@ class BlobApp:
         assert req.blob is not None
         kind = req.params.get("blocklisttype", "committed").lower()
         if kind not in ("committed", "uncommitted", "all"):
-            raise StorageError(400, "InvalidQueryParameterValue", "blocklisttype must be committed, uncommitted "
-                               "or all.")
+            raise StorageError(400, "InvalidQueryParameterValue", "blocklisttype must be committed, "
+                               "uncommitted or all.")
         committed, uncommitted = self.backend.block_list(req.account, req.container, req.blob)
         props = self.backend.properties(req.account, req.container, req.blob)
         headers = [("Content-Type", "application/xml")]
@@ -555,15 +592,19 @@ class BlobApp:
                         ("x-ms-blob-content-length", str(props.size))]
         return BlobReply(200, headers, block_list_body(committed, uncommitted, kind))
 
-    def _props_headers(self, props: BlobProperties) -> list[tuple[str, str]]:
+    def _props_headers(self, props: BlobProperties, tier: bool = False) -> list[tuple[str, str]]:
         s = props.settings
         out = [("ETag", props.etag), ("Last-Modified", http_date(props.last_modified)),
                ("x-ms-creation-time", http_date(props.created)), ("x-ms-blob-type", "BlockBlob"),
-               ("Accept-Ranges", "bytes"), ("x-ms-server-encrypted", "true"), ("x-ms-lease-status", "unlocked"),
-               ("x-ms-lease-state", "available"), ("x-ms-access-tier", "Hot"), ("x-ms-access-tier-inferred", "true"),
+               ("Accept-Ranges", "bytes"), ("x-ms-server-encrypted", "true"),
+               ("x-ms-lease-status", "unlocked"), ("x-ms-lease-state", "available"),
                ("Content-Type", s.content_type or "application/octet-stream")]
-        for name, value in (("Content-Encoding", s.content_encoding), ("Content-Language", s.content_language),
-                            ("Content-Disposition", s.content_disposition), ("Cache-Control", s.cache_control)):
+        if tier:  # Get Blob Properties reports the tier; Get Blob does not
+            out += [("x-ms-access-tier", "Hot"), ("x-ms-access-tier-inferred", "true")]
+        for name, value in (("Content-Encoding", s.content_encoding),
+                            ("Content-Language", s.content_language),
+                            ("Content-Disposition", s.content_disposition),
+                            ("Cache-Control", s.cache_control)):
             if value:
                 out.append((name, value))
         out += [(f"x-ms-meta-{k}", v) for k, v in props.metadata.items()]
@@ -579,7 +620,7 @@ class BlobApp:
     def _head_blob(self, req: BlobRequest) -> BlobReply:
         props = self._require(req)
         self._check_conditions(req, props)
-        headers = self._props_headers(props)
+        headers = self._props_headers(props, tier=True)
         if props.content_md5:
             headers.append(("Content-MD5", props.content_md5))
         return BlobReply(200, headers, stream=_Empty(), length=props.size)
@@ -600,8 +641,8 @@ class BlobApp:
                 return BlobReply(206, headers, data)
             if props.content_md5:
                 headers.append(("x-ms-blob-content-md5", props.content_md5))
-            return BlobReply(206, headers, stream=self.backend.read(req.account, req.container, req.blob, start, end),
-                             length=end - start + 1)
+            stream = self.backend.read(req.account, req.container, req.blob, start, end)
+            return BlobReply(206, headers, stream=stream, length=end - start + 1)
         if props.content_md5:
             headers.append(("Content-MD5", props.content_md5))
         if props.size == 0:
@@ -642,12 +683,22 @@ class _Empty:
         pass
 
 
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _unsatisfiable(size: int) -> StorageError:
+    exc = StorageError(416, "InvalidRange", "The range specified is invalid for the current size of the "
+                       "resource.")
+    exc.headers = [("Content-Range", f"bytes */{size}")]  # type: ignore[attr-defined]
+    return exc
+
+
 def _parse_range(text: str, size: int) -> tuple[int, int]:
     """`bytes=a-b`, `bytes=a-`, `bytes=-n` → inclusive (start, end); 416 when unsatisfiable."""
     spec = text.strip()
     if not spec.startswith("bytes="):
-        raise StorageError(416, "InvalidRange", "The range specified is invalid for the current size of the "
-                           "resource.")
+        raise _unsatisfiable(size)
     first, _, last = spec[6:].split(",")[0].partition("-")
     try:
         if first == "":
@@ -657,10 +708,8 @@ def _parse_range(text: str, size: int) -> tuple[int, int]:
             start = int(first)
             end = int(last) if last else size - 1
     except ValueError:
-        raise StorageError(416, "InvalidRange", "The range specified is invalid for the current size of the "
-                           "resource.") from None
+        raise _unsatisfiable(size) from None
     end = min(end, size - 1)
     if start < 0 or start >= size or end < start:
-        raise StorageError(416, "InvalidRange", "The range specified is invalid for the current size of the "
-                           "resource.")
+        raise _unsatisfiable(size)
     return start, end

@@ -25,7 +25,8 @@ def _doc(root: Element) -> bytes:
 def error_body(code: str, message: str, request_id: str, now: datetime) -> bytes:
     root = Element("Error")
     SubElement(root, "Code").text = code
-    SubElement(root, "Message").text = f"{message}\nRequestId:{request_id}\nTime:{now.strftime('%Y-%m-%dT%H:%M:%S.%f')}Z"
+    when = now.strftime("%Y-%m-%dT%H:%M:%S.%f")
+    SubElement(root, "Message").text = f"{message}\nRequestId:{request_id}\nTime:{when}Z"
     return _doc(root)
 
 
@@ -38,13 +39,13 @@ def parse_block_list(body: bytes) -> list[tuple[str, str]]:
     except (safe_xml.ParseError, DefusedXmlException, ValueError):
         raise StorageError(400, "InvalidXmlDocument", "XML specified is not syntactically valid.") from None
     if root.tag != "BlockList":
-        raise StorageError(400, "InvalidXmlDocument", "XML specified is not syntactically valid (root must be "
-                           "BlockList).")
+        raise StorageError(400, "InvalidXmlDocument", "XML specified is not syntactically valid (root must "
+                           "be BlockList).")
     blocks: list[tuple[str, str]] = []
     for child in root:
         if child.tag not in ("Latest", "Committed", "Uncommitted") or len(child):
-            raise StorageError(400, "InvalidXmlNodeValue", f"The value for one of the XML nodes is not in the "
-                               f"correct format (unexpected element {child.tag}).")
+            raise StorageError(400, "InvalidXmlNodeValue", f"The value for one of the XML nodes is not in "
+                               f"the correct format (unexpected element {child.tag}).")
         blocks.append((child.tag, (child.text or "").strip()))
     return blocks
 
@@ -84,8 +85,10 @@ def list_blobs_body(service_endpoint: str, container: str, prefix: str, marker: 
             ("Creation-Time", http_date(b.created)), ("Last-Modified", http_date(b.last_modified)),
             ("Etag", b.etag.strip('"')), ("Content-Length", str(b.size)),
             ("Content-Type", b.settings.content_type or "application/octet-stream"),
-            ("Content-Encoding", b.settings.content_encoding), ("Content-Language", b.settings.content_language),
-            ("Content-CRC64", None), ("Content-MD5", b.content_md5), ("Cache-Control", b.settings.cache_control),
+            ("Content-Encoding", b.settings.content_encoding),
+            ("Content-Language", b.settings.content_language),
+            ("Content-CRC64", None), ("Content-MD5", b.content_md5),
+            ("Cache-Control", b.settings.cache_control),
             ("Content-Disposition", b.settings.content_disposition), ("BlobType", "BlockBlob"),
             ("AccessTier", "Hot"), ("AccessTierInferred", "true"), ("LeaseStatus", "unlocked"),
             ("LeaseState", "available"), ("ServerEncrypted", "true"),

@@ -11,7 +11,6 @@ from typing import Any
 
 from ..model import MODEL
 from ..odata.edm import EntitySet
-from . import file_infos
 from .base import Ctx, NotBuilt, Rules
 
 UnboundFunction = Callable[[Ctx, dict[str, Any]], Any]

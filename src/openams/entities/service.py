@@ -367,6 +367,8 @@ def update(ctx: Ctx, es: EntitySet, key: Any, payload: EntityPayload, *, replace
             raise BadRequest(f"{et.name}.{name} is required and cannot be cleared.")
         changes[name] = value
     rules.on_update(ctx, old, changes)
+    if not changes:
+        return  # nothing changes: keep LastModified and the ETag as they are
     lm = et.property("LastModified")
     if lm is not None and lm.computed:
         changes["LastModified"] = ctx.now

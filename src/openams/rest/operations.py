@@ -24,6 +24,8 @@ from ..odata.values import to_text
 from .negotiate import body_kind, choose_writer, content_type
 
 DSV = "3.0;"
+MAX_INT32 = 2**31 - 1
+"""$top and $skip are Int32 in WCF Data Services (larger values also overflow SQL OFFSET)."""
 SYSTEM_OPTIONS = {"$filter", "$orderby", "$top", "$skip", "$select", "$inlinecount", "$format", "$expand",
                   "$skiptoken"}
 
@@ -90,6 +92,8 @@ def _options(req: ApiRequest) -> tuple[service.QueryOptions, dict[str, str]]:
         elif name in ("$top", "$skip"):
             if not value.strip().isdigit():
                 raise InvalidQuery(f"{name} must be a non-negative integer, not '{value}'.")
+            if int(value) > MAX_INT32:
+                raise InvalidQuery(f"{name} must be at most {MAX_INT32}, not {value.strip()}.")
             setattr(opts, name[1:], int(value))
         elif name == "$select":
             opts.select = query.parse_select(value)
@@ -126,9 +130,18 @@ def _check_select(rp_set: Any, select: list[str] | None) -> None:
             raise InvalidQuery(f"$select: '{name}' is not a property of {et.name}.")
 
 
+def _check_url_text(req: ApiRequest) -> None:
+    """No key, name or literal contains control characters; a NUL also breaks PostgreSQL text."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in req.path):
+        raise BadRequest("The URL path contains control characters (such as %00).")
+    if any("\x00" in k or "\x00" in v for k, v in req.query):
+        raise BadRequest("The query string contains a NUL character (%00).")
+
+
 def execute(ctx: Ctx, req: ApiRequest) -> Reply:
     """Serve one request (no `$batch`) against the caller's transaction."""
     method = req.method.upper()
+    _check_url_text(req)
     if method == "POST" and req.headers.get("x-http-method"):
         method = req.headers["x-http-method"].strip().upper()
     rp = parse_path(ctx.model, req.path)
@@ -148,6 +161,8 @@ def execute(ctx: Ctx, req: ApiRequest) -> Reply:
         if method != "GET":
             raise MethodNotAllowed("The service document is read-only.")
         return ok(200, writer.service_document(wctx), "service")
+    if rp.kind == "batch":
+        raise MethodNotAllowed("$batch takes POST with a multipart/mixed body.")
     if rp.kind == "metadata":
         if method != "GET":
             raise MethodNotAllowed("$metadata is read-only.")
@@ -156,10 +171,11 @@ def execute(ctx: Ctx, req: ApiRequest) -> Reply:
     if rp.kind == "function":
         fn = rp.function
         assert fn is not None
-        raw = dict(params)
+        values = service.function_params(fn, dict(params), literals=True)
         if method == "POST" and req.body.strip():
-            raw.update(jsonfmt.read_parameters(req.body))
-        result = service.call(ctx, fn, service.function_params(fn, raw, literals=True), None)
+            from_body = service.function_params(fn, jsonfmt.read_parameters(req.body), literals=False)
+            values.update({k: v for k, v in from_body.items() if v is not None})
+        result = service.call(ctx, fn, values, None)
         if fn.return_type is None or result is None:
             return Reply(204, [("DataServiceVersion", DSV)])
         return ok(200, writer.function_result(wctx, fn.name, fn.return_type, result), "function")
@@ -249,7 +265,8 @@ def _get(ctx: Ctx, rp: ResourcePath, opts: service.QueryOptions, writer: Any, wc
             return Reply(200, [("Content-Type", "text/plain;charset=utf-8"), ("DataServiceVersion", DSV)],
                          to_text(prop.type, value).encode())
         type_name = prop.type if not prop.is_complex else ctx.model.qualified(prop.type)
-        return ok(200, writer.property(wctx, prop.name, type_name, value, collection=prop.collection), "property")
+        body = writer.property(wctx, prop.name, type_name, value, collection=prop.collection)
+        return ok(200, body, "property")
     es, entity, rows, count = service.read(ctx, rp, opts)
     if entity is not None:
         return ok(200, writer.entry(wctx, es, entity), "entry", [("ETag", service.etag(entity))])
