@@ -576,7 +576,9 @@ class BlobApp:
         self._check_conditions(req, self.backend.properties(req.account, req.container, req.blob))
         props = self.backend.commit_blocks(req.account, req.container, req.blob, blocks, self._settings(req),
                                            self._metadata(req))
-        return BlobReply(201, self._write_headers(props))
+        # Azure: this Content-MD5 is the hash of the request (the block list), not of the blob
+        body_md5 = base64.b64encode(hashlib.md5(body, usedforsecurity=False).digest()).decode("ascii")
+        return BlobReply(201, [*self._write_headers(props, md5=False), ("Content-MD5", body_md5)])
 
     def _get_block_list(self, req: BlobRequest) -> BlobReply:
         assert req.blob is not None

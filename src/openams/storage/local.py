@@ -4,14 +4,18 @@ Layout under the root (`<data dir>/blobs`):
 
     <account>/<container>/.container.json        container properties
     <account>/<container>/blobs/<h>.json          blob properties + committed block map (the truth)
-    <account>/<container>/blobs/<h>.<version>     content, one file per committed version
+    <account>/<container>/blobs/<h>.<version>.<n> content extents of a committed version, in order
     <account>/<container>/blocks/<h>/<id-hex>     staged (uncommitted) blocks
     .staging/                                      request bodies being received
 
 `<h>` is the SHA-256 of the blob name, so no name can reach outside its container. Every write
 goes to a temp file that is fsynced and renamed into place; a blob's properties file is replaced
-last and names the content file, so a crash at any point leaves either the old blob or the new
+last and names the content extents, so a crash at any point leaves either the old blob or the new
 one — never a half-written blob — and staged blocks survive a restart.
+
+Committing a block list moves (or hard-links, for blocks kept from the previous version or listed
+twice) the block files into place as the blob's extents: no byte is copied a second time, so a
+commit costs a few metadata operations however large the blob is.
 """
 
 from __future__ import annotations
@@ -164,10 +168,12 @@ class LocalBackend:
         with self._lock(f"{account}/{container}/{name}"):
             old = self._load(d, name)
             version = uuid.uuid4().hex
-            content = d / "blobs" / f"{_h(name)}.{version}"
             spool.finish()
-            os.replace(spool.path, content)
-            block_map = [{"id": None, "size": spool.size, "offset": 0}] if spool.size else []
+            block_map = []
+            if spool.size:
+                os.replace(spool.path, d / "blobs" / f"{_h(name)}.{version}.0")
+                _fsync_dir(d / "blobs")
+                block_map = [{"id": None, "size": spool.size, "file": f"{_h(name)}.{version}.0"}]
             props = self._commit(d, name, old, version, spool.size, settings, metadata, block_map,
                                  spool.md5_b64)
             # Put Blob discards any uncommitted blocks of the blob
@@ -183,12 +189,16 @@ class LocalBackend:
                                settings.content_md5 or md5)
         _write_json(self._meta_path(d, name), {"props": _props_to_json(props), "version": version,
                                                 "blocks": block_map})
-        if old and old.get("version") and old["version"] != version:
-            try:
-                os.unlink(d / "blobs" / f"{_h(name)}.{old['version']}")
-            except FileNotFoundError:
-                pass
+        if old:
+            self._drop_extents(d, old)
         return props
+
+    @staticmethod
+    def _drop_extents(d: Path, meta: dict[str, Any]) -> None:
+        """Remove a superseded version's extent names (hard links shared with the new one survive)."""
+        for block in meta.get("blocks", []):
+            if block.get("file"):
+                (d / "blobs" / block["file"]).unlink(missing_ok=True)
 
     def stage_block(self, account: str, container: str, name: str, block_id: str, spool: Spool) -> None:
         validate_blob_name(name)
@@ -225,56 +235,39 @@ class LocalBackend:
             old = self._load(d, name)
             committed = {b["id"]: b for b in (old or {}).get("blocks", []) if b.get("id")}
             bdir = d / "blocks" / _h(name)
-            sources: list[tuple[str, Path, int, int]] = []  # (id, file, offset, size)
-            old_content = d / "blobs" / f"{_h(name)}.{old['version']}" if old else None
+            # resolve every entry first: an invalid list changes nothing
+            sources: list[tuple[str, Path, int]] = []  # (id, file holding the block, size)
             total = 0
             for kind, block_id in blocks:
                 raw = validate_block_id(block_id)
                 staged = bdir / raw.hex()
-                use_staged = kind in ("Uncommitted", "Latest") and staged.exists()
-                if use_staged:
-                    size = staged.stat().st_size
-                    sources.append((block_id, staged, 0, size))
-                elif kind in ("Committed", "Latest") and block_id in committed and old_content is not None:
+                if kind in ("Uncommitted", "Latest") and staged.exists():
+                    sources.append((block_id, staged, staged.stat().st_size))
+                elif kind in ("Committed", "Latest") and block_id in committed:
                     b = committed[block_id]
-                    sources.append((block_id, old_content, b["offset"], b["size"]))
-                    size = b["size"]
+                    sources.append((block_id, d / "blobs" / b["file"], b["size"]))
                 else:
                     raise StorageError(400, "InvalidBlockList", "The specified block list is invalid.")
-                total += size
+                total += sources[-1][2]
             if total > MAX_BLOB_SIZE:
                 raise StorageError(413, "RequestBodyTooLarge", "The blob would exceed the maximum blob size.")
             version = uuid.uuid4().hex
-            tmp = self.staging / f"commit-{version}.part"
-            block_map = []
-            offset = 0
-            md5 = hashlib.md5(usedforsecurity=False)
+            block_map: list[dict[str, Any]] = []
+            made: list[Path] = []
             try:
-                with open(tmp, "wb") as out:
-                    for block_id, path, start, size in sources:
-                        with open(path, "rb") as src:
-                            src.seek(start)
-                            left = size
-                            while left:
-                                chunk = src.read(min(CHUNK, left))
-                                if not chunk:
-                                    raise StorageError(500, "InternalError", "A stored block is truncated.")
-                                out.write(chunk)
-                                md5.update(chunk)
-                                left -= len(chunk)
-                        block_map.append({"id": block_id, "size": size, "offset": offset})
-                        offset += size
-                    out.flush()
-                    os.fsync(out.fileno())
-                os.replace(tmp, d / "blobs" / f"{_h(name)}.{version}")
+                for n, (block_id, path, size) in enumerate(sources):
+                    extent = d / "blobs" / f"{_h(name)}.{version}.{n}"
+                    # link, never move: the same staged block may be listed twice, and a failure
+                    # below must leave the staged blocks and the old version untouched
+                    os.link(path, extent)
+                    made.append(extent)
+                    block_map.append({"id": block_id, "size": size, "file": extent.name})
+                _fsync_dir(d / "blobs")
             except BaseException:
-                tmp.unlink(missing_ok=True)
+                for extent in made:
+                    extent.unlink(missing_ok=True)
                 raise
-            import base64
-
-            props = self._commit(d, name, old, version, offset, settings, metadata, block_map,
-                                 base64.b64encode(md5.digest()).decode("ascii") if not settings.content_md5
-                                 else None)
+            props = self._commit(d, name, old, version, total, settings, metadata, block_map, None)
             # after a commit Azure discards every uncommitted block of the blob
             shutil.rmtree(bdir, ignore_errors=True)
             return props
@@ -310,22 +303,31 @@ class LocalBackend:
         meta = self._load(d, name)
         if meta is None:
             raise not_found(container, name)
-        path = d / "blobs" / f"{_h(name)}.{meta['version']}"
-        try:
-            fh = open(path, "rb")  # noqa: SIM115 - closed by the generator
-        except FileNotFoundError:  # replaced between reading the properties and opening
-            raise StorageError(412, "ConditionNotMet", "The blob changed while it was being read.") from None
+        plan: list[tuple[Path, int, int]] = []  # (extent, skip, length)
+        offset = 0
+        for block in meta.get("blocks", []):
+            size = block["size"]
+            lo, hi = max(start, offset), min(end, offset + size - 1)
+            if lo <= hi:
+                plan.append((d / "blobs" / block["file"], lo - offset, hi - lo + 1))
+            offset += size
+        first = open(plan[0][0], "rb") if plan else None  # noqa: SIM115 - fails now if already replaced
 
         def chunks() -> Iterator[bytes]:
-            with fh:
-                fh.seek(start)
-                left = end - start + 1
-                while left > 0:
-                    chunk = fh.read(min(CHUNK, left))
-                    if not chunk:
-                        return
-                    left -= len(chunk)
-                    yield chunk
+            for i, (path, skip, left) in enumerate(plan):
+                try:
+                    fh = first if i == 0 and first is not None else open(path, "rb")  # noqa: SIM115
+                except FileNotFoundError:  # the blob was replaced while it was being read
+                    raise StorageError(412, "ConditionNotMet", "The blob changed while it was being read.") \
+                        from None
+                with fh:
+                    fh.seek(skip)
+                    while left > 0:
+                        chunk = fh.read(min(CHUNK, left))
+                        if not chunk:
+                            raise StorageError(500, "InternalError", "A stored extent is truncated.")
+                        left -= len(chunk)
+                        yield chunk
 
         return chunks()
 
@@ -338,7 +340,7 @@ class LocalBackend:
                 raise not_found(container, name)
             self._meta_path(d, name).unlink()
             _fsync_dir(d / "blobs")
-            (d / "blobs" / f"{_h(name)}.{meta['version']}").unlink(missing_ok=True)
+            self._drop_extents(d, meta)
             shutil.rmtree(d / "blocks" / _h(name), ignore_errors=True)
 
     def list_blobs(self, account: str, container: str, prefix: str = "", marker: str = "",
