@@ -374,3 +374,4 @@ def _main(version: Annotated[bool, typer.Option("--version", help="Print the ver
 
 def main() -> None:
     app()
+from . import cli_worker  # noqa: E402,F401

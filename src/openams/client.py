@@ -12,6 +12,7 @@ for 4xx/5xx replies), so callers can print it without a traceback.
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 import re
 import threading
@@ -249,8 +250,22 @@ class AmsClient:
                     stop.set()
                     return
 
+        digest = hashlib.md5(usedforsecurity=False)
+
+        def hasher() -> None:
+            """The whole-file MD5, read in order while the blocks go out of order: Azure keeps no
+            MD5 for a block-list blob unless the client sends one (x-ms-blob-content-md5)."""
+            offset = 0
+            while offset < size and not stop.is_set():
+                chunk = os.pread(fd, min(MIB * 4, size - offset), offset)
+                if not chunk:
+                    break
+                digest.update(chunk)
+                offset += len(chunk)
+
         threads = [threading.Thread(target=worker, name=f"upload-{n}", daemon=True)
                    for n in range(min(workers, count))]
+        threads.append(threading.Thread(target=hasher, name="upload-md5", daemon=True))
         try:
             for t in threads:
                 t.start()
@@ -271,8 +286,9 @@ class AmsClient:
             raise ClientError("the upload was cancelled.")
         body = '<?xml version="1.0" encoding="utf-8"?><BlockList>' + \
             "".join(f"<Latest>{escape(b)}</Latest>" for b in ids) + "</BlockList>"
+        md5 = base64.b64encode(digest.digest()).decode("ascii")
         self._blob("PUT", blob_url("comp=blocklist"), "committing the block list", body.encode(),
-                   {**headers, "Content-Type": "application/xml"})
+                   {**headers, "Content-Type": "application/xml", "x-ms-blob-content-md5": md5})
 
     # ---- the whole flow ------------------------------------------------------------------------
     def upload(self, path: str, asset_name: str | None = None, progress: Progress | None = None,

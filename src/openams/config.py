@@ -42,7 +42,18 @@ class Settings:
     run_jobs: bool = True
     """Run encoding tasks inside `openams serve` (turn off when `openams worker` processes run them)."""
     max_concurrent_tasks: int = 2
-    """Tasks one process runs at once (each account is further limited by its reserved units)."""
+    """Tasks one process runs at once (each account is further limited by its reserved units); with
+    `job_runner = "celery"` the tasks the server keeps in flight on the workers (their total concurrency)."""
+    job_runner: str = "inprocess"
+    """Where the server's scheduler runs claimed tasks: `inprocess` (a thread pool) or `celery`
+    (`openams worker` processes reached through `broker_url`)."""
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    """Celery broker: `redis://host:6379/0` or `amqp://user:pass@host:5672//`."""
+    celery_queue: str = "openams.tasks"
+    """Broker queue the server publishes tasks to and `openams worker` consumes."""
+    notification_redis_url: str = ""
+    """Redis holding the lists that AzureQueue notification endpoints write to; empty means
+    `broker_url` when that is a Redis URL, else redis://127.0.0.1:6379/0."""
     storage_backend: str = "local"
     """Where blob content lives: `local` (the data directory), `azure` or `s3`."""
     azure_connection_string: str = ""
@@ -93,6 +104,10 @@ _ENV = {
     "storage_backend": "OPENAMS_STORAGE_BACKEND",
     "run_jobs": "OPENAMS_RUN_JOBS",
     "max_concurrent_tasks": "OPENAMS_MAX_CONCURRENT_TASKS",
+    "job_runner": "OPENAMS_JOB_RUNNER",
+    "broker_url": "OPENAMS_BROKER_URL",
+    "celery_queue": "OPENAMS_CELERY_QUEUE",
+    "notification_redis_url": "OPENAMS_NOTIFICATION_REDIS_URL",
     "azure_connection_string": "OPENAMS_AZURE_CONNECTION_STRING",
     "s3_endpoint_url": "OPENAMS_S3_ENDPOINT_URL",
     "s3_bucket": "OPENAMS_S3_BUCKET",

@@ -4,7 +4,8 @@ box, the account store — and the one function that turns a bearer token into a
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
@@ -27,12 +28,21 @@ class Runtime:
     """True once every listener accepts connections (`/health` answers 503 before)."""
     scheduler: Any = None
     """The job scheduler of this process, when it runs jobs (`start_jobs`)."""
+    _verified: dict[tuple[str, str, str, str], int] = field(default_factory=dict, repr=False)
 
     def start_jobs(self) -> None:
         from .jobs.runner import Scheduler
 
         if self.scheduler is None:
-            self.scheduler = Scheduler(self, self.settings.max_concurrent_tasks)
+            if self.settings.job_runner == "celery":  # claimed tasks go to `openams worker` processes
+                from .jobs.celery_worker import CeleryScheduler
+
+                self.scheduler = CeleryScheduler(self)
+            elif self.settings.job_runner == "inprocess":
+                self.scheduler = Scheduler(self, self.settings.max_concurrent_tasks)
+            else:
+                raise ValueError(f"job_runner must be 'inprocess' or 'celery', not "
+                                 f"{self.settings.job_runner!r}")
             self.scheduler.start()
 
     def stop_jobs(self) -> None:
@@ -91,10 +101,18 @@ class Runtime:
         account = self.accounts.find(conn, name)
         if account is None:
             raise Unauthorized("The token is for an account that does not exist.")
-        if tokens.is_jwt(token):
-            tokens.verify_jwt(token, account, extra_audiences=self.audiences(base_url))
-        else:
-            tokens.verify_swt(token, account)
+        # A token verified against exactly these keys stays valid until it expires; remembering
+        # that skips the signature work. Rotating a key changes the cache key, so it cannot outlive it.
+        memo = (token, account.primary_key, account.secondary_key, base_url)
+        expires = self._verified.get(memo)
+        if expires is None or expires < time.time():
+            if tokens.is_jwt(token):
+                claims = tokens.verify_jwt(token, account, extra_audiences=self.audiences(base_url))
+            else:
+                claims = tokens.verify_swt(token, account)
+            if len(self._verified) > 10_000:
+                self._verified.clear()
+            self._verified[memo] = claims.expires
         if account.disabled:
             raise Forbidden("The account is disabled.")
         return account

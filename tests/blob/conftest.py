@@ -120,8 +120,7 @@ def openams_server(tmp_path_factory: pytest.TempPathFactory, db_url: str) -> Ite
     found = shutil.which("openams", path=str(Path(sys.executable).parent)) or shutil.which("openams")
     cli = [found] if found else [sys.executable, "-c", "from openams.cli import main; main()"]
     env = {**os.environ, "OPENAMS_CREATE_DEV_ACCOUNT": "0", "OPENAMS_LOG_LEVEL": "warning"}
-    for var in ("OPENAMS_CONFIG", "OPENAMS_DATABASE_URL", "OPENAMS_PUBLIC_URL", "OPENAMS_BLOB_PUBLIC_URL",
-                "OPENAMS_STORAGE_BACKEND"):
+    for var in ("OPENAMS_CONFIG", "OPENAMS_DATABASE_URL", "OPENAMS_PUBLIC_URL", "OPENAMS_BLOB_PUBLIC_URL"):
         env.pop(var, None)
     common = ["--data-dir", str(data_dir), *(["--database-url", db_url] if db_url else [])]
     port, blob_port = free_port(), free_port()

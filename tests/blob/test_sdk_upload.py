@@ -64,10 +64,7 @@ def big_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def check_ranges(blob: BlobClient, source: Path | bytes, ranges: list[tuple[int, int]]) -> None:
     for start, length in ranges:
-        if isinstance(source, bytes):
-            want = source[start:start + length]
-        else:
-            want = read_range(source, start, length)
+        want = source[start:start + length] if isinstance(source, bytes) else read_range(source, start, length)
         got = blob.download_blob(offset=start, length=length).readall()
         assert got == want, f"range {start}+{length}"
 

@@ -29,6 +29,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from tests.support.servers import STORAGE_VARS
+
 pytestmark = pytest.mark.slow
 
 CLI = [sys.executable, "-c", "from openams.cli import main; main()"]
@@ -47,7 +49,7 @@ def free_port() -> int:
 
 
 def clean_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAMS_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAMS_") or k.startswith(STORAGE_VARS)}
     env["OPENAMS_LOG_LEVEL"] = "warning"
     return env
 

@@ -21,6 +21,8 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from tests.support.servers import STORAGE_VARS
+
 CLI = [sys.executable, "-c", "from openams.cli import main; main()"]
 API_HEADERS = {"x-ms-version": "2.19", "Accept": "application/json", "DataServiceVersion": "3.0",
                "MaxDataServiceVersion": "3.0"}
@@ -33,7 +35,7 @@ def free_port() -> int:
 
 
 def clean_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAMS_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAMS_") or k.startswith(STORAGE_VARS)}
     env["OPENAMS_LOG_LEVEL"] = "warning"
     env["COLUMNS"] = "200"
     return env

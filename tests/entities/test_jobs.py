@@ -65,7 +65,8 @@ def test_chained_tasks_and_validation_errors(api: ApiClient) -> None:
          "TaskBody": "<taskBody><inputAsset>JobOutputAsset(0)</inputAsset>"
                      "<outputAsset>JobOutputAsset(1)</outputAsset></taskBody>"},
     ]
-    job = _post(api, "Jobs", {"Name": "chain", "InputMediaAssets": [{"__metadata": {"uri": key_url("Assets", src["Id"])}}],
+    src_ref = [{"__metadata": {"uri": key_url("Assets", src["Id"])}}]
+    job = _post(api, "Jobs", {"Name": "chain", "InputMediaAssets": src_ref,
                               "Tasks": chain})
     assert len(api.list(f"Jobs('{q(job['Id'])}')/OutputMediaAssets")) == 2
     before = len(api.list("Assets"))
@@ -96,9 +97,11 @@ def test_sdk_batch_job_with_atom_parts(api: ApiClient) -> None:
                  '<category term="Microsoft.Cloud.Media.Vod.Rest.Data.Models.Job" '
                  'scheme="http://schemas.microsoft.com/ado/2007/08/dataservices/scheme"/>'
                  f'<link rel="http://schemas.microsoft.com/ado/2007/08/dataservices/related/InputMediaAssets" '
-                 f'type="application/atom+xml;type=feed" title="InputMediaAssets" href="{key_url("Assets", src["Id"])}"/>'
-                 '<content type="application/xml"><m:properties><d:Created m:type="Edm.DateTime">0001-01-01T00:00:00'
-                 '</d:Created><d:Id m:null="true"/><d:Name>sdk-job</d:Name><d:Priority m:type="Edm.Int32">0</d:Priority>'
+                 f'type="application/atom+xml;type=feed" title="InputMediaAssets" '
+                 f'href="{key_url("Assets", src["Id"])}"/>'
+                 '<content type="application/xml"><m:properties><d:Created m:type="Edm.DateTime">'
+                 '0001-01-01T00:00:00</d:Created><d:Id m:null="true"/><d:Name>sdk-job</d:Name>'
+                 '<d:Priority m:type="Edm.Int32">0</d:Priority>'
                  '<d:State m:type="Edm.Int32">0</d:State><d:JobNotificationSubscriptions m:type="Collection('
                  'Microsoft.Cloud.Media.Vod.Rest.Data.Models.JobNotificationSubscription)"/></m:properties></content>'
                  '</entry>')

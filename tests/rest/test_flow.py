@@ -88,13 +88,11 @@ def test_workflow_inside_one_batch(api: ApiClient) -> None:
     parts = [
         _op("POST", f"{BASE}Assets", 1, f'{{"Name":"{name}"}}'),
         _op("POST", f"{BASE}AccessPolicies", 2, '{"Name":"p","DurationInMinutes":"30","Permissions":"1"}'),
-        _op("POST", "Files", 3, f'{{"Name":"a.mp4","ParentAssetId":"$placeholder","IsPrimary":"true"}}'),
+        _op("POST", "Files", 3, '{"Name":"a.mp4","ParentAssetId":"$placeholder","IsPrimary":"true"}'),
     ]
     # Files need the asset id, which only exists after part 1: bind the locator by $n references instead
-    parts = parts[:2] + [
-        _op("POST", f"{BASE}Locators", 3,
-            '{"Type":2,"Asset@odata.bind":"$1","AccessPolicy@odata.bind":"$2"}'),
-    ]
+    locator = '{"Type":2,"Asset@odata.bind":"$1","AccessPolicy@odata.bind":"$2"}'
+    parts = [*parts[:2], _op("POST", f"{BASE}Locators", 3, locator)]
     body = _batch_body("batch_1", "changeset_1", parts)
     r = api.request("POST", "$batch", body, **{"Content-Type": "multipart/mixed; boundary=batch_1",
                                                 "Accept": "multipart/mixed"})

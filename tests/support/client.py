@@ -170,7 +170,8 @@ class ApiClient:
         if self.dialect == "light":
             return [{k: v for k, v in e.items() if not k.startswith("odata.")} for e in r.json()["value"]]
         if self.dialect == "verbose":
-            return [{k: v for k, v in e.items() if k != "__metadata" and not (isinstance(v, dict) and "__deferred" in v)}
+            return [{k: v for k, v in e.items()
+                     if k != "__metadata" and not (isinstance(v, dict) and "__deferred" in v)}
                     for e in r.json()["d"]["results"]]
         root = etree.fromstring(r.content)
         return [self._atom_entry(e) for e in root.findall("a:entry", NS)]

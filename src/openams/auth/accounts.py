@@ -66,11 +66,23 @@ class AccountStore:
 
     def __init__(self, box: SecretBox) -> None:
         self.box = box
+        self._opened: dict[str, str] = {}
 
     def _from_row(self, row: object) -> Account:
         r = row._mapping  # type: ignore[attr-defined]
-        return Account(r["id"], r["name"], self.box.open(r["primary_key"]), self.box.open(r["secondary_key"]),
+        return Account(r["id"], r["name"], self._open(r["primary_key"]), self._open(r["secondary_key"]),
                        r["created"], bool(r["disabled"]))
+
+    def _open(self, sealed: str) -> str:
+        """Decrypt a stored key, remembering the result: every API request reads its account, and a
+        rotated key has a different sealed form, so the cache can never hand out a stale key."""
+        clear = self._opened.get(sealed)
+        if clear is None:
+            clear = self.box.open(sealed)
+            if len(self._opened) > 10_000:
+                self._opened.clear()
+            self._opened[sealed] = clear
+        return clear
 
     def create(self, conn: Connection, name: str, key: str | None = None,
                secondary_key: str | None = None) -> Account:

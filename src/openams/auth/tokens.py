@@ -1,7 +1,8 @@
 """API tokens: ACS-style SWT and AAD-style JWT, issued for account keys and checked on every call.
 
-Both kinds are signed with the account's own key (HMAC-SHA256), so rotating a key invalidates
-every token signed with the old one at once, and the token alone says which account it is for.
+Both kinds are signed with the account key the client presented (HMAC-SHA256; the primary key for
+registered clients), so rotating a key invalidates every token obtained with it at once, and the
+token alone says which account it is for.
 """
 
 from __future__ import annotations
@@ -47,7 +48,9 @@ class TokenClaims:
 # ---- SWT ---------------------------------------------------------------------------------------
 
 
-def issue_swt(account: Account, scope: str, lifetime: int, now: float | None = None) -> tuple[str, int]:
+def issue_swt(account: Account, scope: str, lifetime: int, now: float | None = None,
+              key: str | None = None) -> tuple[str, int]:
+    """An SWT signed with `key` (the account key the client presented; the primary key by default)."""
     expires = int((now or time.time()) + lifetime)
     pairs = [
         (CLAIM_NAME_ID, account.name),
@@ -58,7 +61,8 @@ def issue_swt(account: Account, scope: str, lifetime: int, now: float | None = N
         ("Issuer", ISSUER),
     ]
     unsigned = "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in pairs)
-    sig = base64.b64encode(hmac.new(_key_bytes(account.primary_key), unsigned.encode(), hashlib.sha256).digest())
+    signing_key = _key_bytes(key or account.primary_key)
+    sig = base64.b64encode(hmac.new(signing_key, unsigned.encode(), hashlib.sha256).digest())
     return f"{unsigned}&HMACSHA256={quote(sig.decode('ascii'), safe='')}", expires
 
 
@@ -78,8 +82,9 @@ def verify_swt(token: str, account: Account, now: float | None = None) -> TokenC
         given = base64.b64decode(_unquote(sig), validate=True)
     except ValueError:
         raise Unauthorized("The token signature is malformed.") from None
+    keys = account.keys()
     if not any(hmac.compare_digest(hmac.new(_key_bytes(k), unsigned.encode(), hashlib.sha256).digest(), given)
-               for k in account.keys()):
+               for k in keys):
         raise Unauthorized("The token signature is not valid for this account's keys.")
     claims = dict(parse_qsl(unsigned, keep_blank_values=True))
     if claims.get("Issuer") != ISSUER:
@@ -107,7 +112,8 @@ def _unquote(text: str) -> str:
 
 
 def issue_jwt(account: Account, client_id: str, resource: str, tenant: str, lifetime: int,
-              now: float | None = None) -> tuple[str, int]:
+              now: float | None = None, key: str | None = None) -> tuple[str, int]:
+    """A JWT signed with `key` (the account key the client presented; the primary key by default)."""
     issued = int(now or time.time())
     expires = issued + lifetime
     claims = {
@@ -122,7 +128,7 @@ def issue_jwt(account: Account, client_id: str, resource: str, tenant: str, life
         "ams_account": account.name,
         "ams_account_id": account.id,
     }
-    return jwt.encode(claims, _key_bytes(account.primary_key), algorithm="HS256"), expires
+    return jwt.encode(claims, _key_bytes(key or account.primary_key), algorithm="HS256"), expires
 
 
 def jwt_account(token: str) -> tuple[str, str]:
@@ -139,7 +145,8 @@ def jwt_account(token: str) -> tuple[str, str]:
 def verify_jwt(token: str, account: Account, now: float | None = None,
                extra_audiences: set[str] | frozenset[str] = frozenset()) -> TokenClaims:
     last_error = "signature"
-    for key in account.keys():
+    keys = account.keys()
+    for key in keys:
         try:
             claims = jwt.decode(
                 token, _key_bytes(key), algorithms=["HS256"], issuer=ISSUER, leeway=CLOCK_SKEW,
@@ -154,8 +161,7 @@ def verify_jwt(token: str, account: Account, now: float | None = None,
             break
         aud = claims.get("aud")
         auds = aud if isinstance(aud, list) else [aud]
-        accepted = JWT_AUDIENCES | {a.rstrip("/") for a in extra_audiences}
-        if not any(isinstance(a, str) and a.rstrip("/") in accepted for a in auds):
+        if not any(isinstance(a, str) and audience_accepted(a, extra_audiences) for a in auds):
             raise Unauthorized(f"The token audience {aud!r} is not a Media Services resource.")
         if claims.get("ams_account") != account.name or claims.get("ams_account_id") != account.id:
             raise Unauthorized("The token is for another account.")
@@ -163,6 +169,16 @@ def verify_jwt(token: str, account: Account, now: float | None = None,
     if last_error == "signature":
         raise Unauthorized("The token signature is not valid for this account's keys.")
     raise Unauthorized(f"The token is not valid: {last_error}.")
+
+
+def _bare(resource: str) -> str:
+    """A resource URI without scheme (a proxy may terminate TLS), trailing slash or case."""
+    return resource.split("://", 1)[-1].rstrip("/").lower()
+
+
+def audience_accepted(resource: str, extra_audiences: set[str] | frozenset[str] = frozenset()) -> bool:
+    """Whether a JWT for `resource` is good for this API (the token endpoint refuses other resources)."""
+    return _bare(resource) in {_bare(a) for a in JWT_AUDIENCES | extra_audiences}
 
 
 def parse_bearer(header: str | None) -> str:

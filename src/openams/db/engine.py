@@ -9,7 +9,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import QueuePool
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 _migrate_lock = threading.Lock()
@@ -22,8 +22,9 @@ def sqlite_url(data_dir: Path) -> str:
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine tuned for the database: WAL and a busy timeout for SQLite, a pool for PostgreSQL."""
     if url.startswith("sqlite"):
+        # a small pool: PRAGMAs run once per connection, and closing does not checkpoint the WAL
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False},
-                               poolclass=NullPool if ":memory:" not in url else None, **kwargs)
+                               poolclass=QueuePool, pool_size=8, max_overflow=8, **kwargs)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -8,9 +8,11 @@ from ..errors import BadRequest, NotFound
 from ..odata.edm import FunctionImport
 from ..odata.payload import EntityPayload
 from .base import Ctx, Rules, guid_of
+from .outcome import on_commit, on_rollback
 from .storage_accounts import default_storage_account, storage_account_exists
 
-ASSET_OPTIONS = {0: "None", 1: "StorageEncrypted", 2: "CommonEncryptionProtected", 4: "EnvelopeEncryptionProtected"}
+ASSET_OPTIONS = {0: "None", 1: "StorageEncrypted", 2: "CommonEncryptionProtected",
+                 4: "EnvelopeEncryptionProtected"}
 
 
 def container_name(asset_id: str) -> str:
@@ -19,6 +21,16 @@ def container_name(asset_id: str) -> str:
 
 def container_url(ctx: Ctx, storage_account: str, asset_id: str) -> str:
     return f"{ctx.settings.blob_base}/{storage_account}/{container_name(asset_id)}"
+
+
+def _drop_container(storage: Any, account: str, container: str) -> None:
+    from ..storage.base import StorageError
+
+    try:
+        storage.delete_container(account, container)
+    except StorageError as exc:
+        if exc.code != "ContainerNotFound":
+            raise
 
 
 class AssetRules(Rules):
@@ -43,11 +55,14 @@ class AssetRules(Rules):
         if ctx.storage is not None:
             from ..storage.base import StorageError
 
+            account, container = entity["StorageAccountName"], container_name(entity["Id"])
             try:
-                ctx.storage.create_container(entity["StorageAccountName"], container_name(entity["Id"]))
+                ctx.storage.create_container(account, container)
             except StorageError as exc:
                 if exc.code != "ContainerAlreadyExists":
                     raise
+            else:  # a create that does not commit leaves no container behind
+                on_rollback(ctx.store.conn, lambda: _drop_container(ctx.storage, account, container))
 
     def on_delete(self, ctx: Ctx, entity: dict[str, Any], params: dict[str, str]) -> None:
         from .service import remove_row
@@ -66,15 +81,12 @@ class AssetRules(Rules):
                 remove_row(ctx, keys, key_id)
         keep = params.get("keepcontainer", "false").strip().lower() == "true"
         if ctx.storage is not None and not keep:
-            from ..storage.base import StorageError
+            # only once the delete has committed: a rolled-back delete keeps its media
+            account, container, storage = entity["StorageAccountName"], container_name(asset_id), ctx.storage
+            on_commit(ctx.store.conn, lambda: _drop_container(storage, account, container))
 
-            try:
-                ctx.storage.delete_container(entity["StorageAccountName"], container_name(asset_id))
-            except StorageError as exc:
-                if exc.code != "ContainerNotFound":
-                    raise
-
-    def call(self, ctx: Ctx, fn: FunctionImport, entity: dict[str, Any] | None, params: dict[str, Any]) -> Any:
+    def call(self, ctx: Ctx, fn: FunctionImport, entity: dict[str, Any] | None,
+             params: dict[str, Any]) -> Any:
         if fn.name == "Publish":
             # Deprecated in AMS: accepted, changes nothing (publishing is done with locators).
             return None

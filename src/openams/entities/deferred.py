@@ -36,3 +36,4 @@ def run_deferred(conn: Connection) -> None:
 
 def discard_deferred(conn: Connection) -> None:
     conn.info.pop(_KEY, None)
+

@@ -254,6 +254,9 @@ def cancel_job(ctx: Ctx, params: dict[str, Any]) -> None:
     if new_state == JobState.CANCELED:
         changes["EndTime"] = ctx.now
     ctx.store.update(jobs, job_id, changes)
+    from ..jobs.notify import job_state_changed
+
+    job_state_changed(ctx, job, job["State"], new_state)
     if ctx.on_job_canceled is not None:
         ctx.on_job_canceled(job_id)
 
@@ -325,7 +328,7 @@ class NotificationEndPointRules(Rules):
             import re
 
             if not re.fullmatch(r"[a-z0-9](?:[a-z0-9]|-(?!-)){1,61}[a-z0-9]", address):
-                raise BadRequest("An AzureQueue NotificationEndPoint needs a queue name (3–63 lower-case letters, "
+                raise BadRequest("An AzureQueue NotificationEndPoint needs a queue name (3-63 lower-case letters, "
                                  "digits and single hyphens) as EndPointAddress.")
         else:
             raise BadRequest("EndPointType must be 1 (AzureQueue) or 3 (WebHook).")

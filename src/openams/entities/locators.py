@@ -17,6 +17,14 @@ SAS, ON_DEMAND_ORIGIN = 1, 2
 MAX_LIVE_LOCATORS = 5
 
 
+def _expiry(start: datetime, minutes: float) -> datetime:
+    try:
+        return start + timedelta(minutes=minutes)
+    except OverflowError:
+        raise BadRequest("Locator.StartTime plus the access policy's duration is beyond the year 9999.") \
+            from None
+
+
 class LocatorRules(Rules):
     set_name = "Locators"
 
@@ -24,22 +32,25 @@ class LocatorRules(Rules):
         kind = values.get("Type")
         if kind not in (SAS, ON_DEMAND_ORIGIN):
             raise BadRequest("Locator.Type must be 1 (Sas) or 2 (OnDemandOrigin).")
-        for prop, set_name in (("AssetId", "Assets"), ("AccessPolicyId", "AccessPolicies")):
+        for prop in ("AssetId", "AccessPolicyId"):
             if not values.get(prop):
-                raise BadRequest(f"Locator.{prop} is required (as a property or a link).", code="MissingProperty")
+                raise BadRequest(f"Locator.{prop} is required (as a property or a link).",
+                                 code="MissingProperty")
         asset = ctx.store.get(ctx.entity_set("Assets"), values["AssetId"])
         if asset is None:
             raise NotFound(f"Asset '{values['AssetId']}' does not exist.")
         policy = ctx.store.get(ctx.entity_set("AccessPolicies"), values["AccessPolicyId"])
         if policy is None:
             raise NotFound(f"AccessPolicy '{values['AccessPolicyId']}' does not exist.")
-        if kind == ON_DEMAND_ORIGIN and policy["Permissions"] & (PERMISSIONS["Write"] | PERMISSIONS["Delete"]):
-            raise BadRequest("An OnDemandOrigin locator cannot use an access policy with Write or Delete permission.")
+        writes = PERMISSIONS["Write"] | PERMISSIONS["Delete"]
+        if kind == ON_DEMAND_ORIGIN and policy["Permissions"] & writes:
+            raise BadRequest("An OnDemandOrigin locator cannot use an access policy with Write or Delete "
+                             "permission.")
         live = [loc for loc in self._asset_locators(ctx, asset["Id"]) if loc["ExpirationDateTime"] > ctx.now]
         if len(live) >= MAX_LIVE_LOCATORS:
             raise Conflict(f"The asset already has {MAX_LIVE_LOCATORS} locators in use; delete one first.")
-        start = values.get("StartTime")
-        values["ExpirationDateTime"] = (start or ctx.now) + timedelta(minutes=policy["DurationInMinutes"])
+        start = values.get("StartTime") or ctx.now
+        values["ExpirationDateTime"] = _expiry(start, policy["DurationInMinutes"])
         self._fill_urls(ctx, values, asset)
 
     def _asset_locators(self, ctx: Ctx, asset_id: str) -> list[dict[str, Any]]:
@@ -66,12 +77,12 @@ class LocatorRules(Rules):
         allowed = {"StartTime", "ExpirationDateTime", "Name"}
         extra = sorted(set(changes) - allowed)
         if extra:
-            raise BadRequest(f"Only StartTime and ExpirationDateTime of a locator can change, not {', '.join(extra)}.")
+            raise BadRequest("Only StartTime and ExpirationDateTime of a locator can change, not "
+                             f"{', '.join(extra)}.")
         if "StartTime" in changes and "ExpirationDateTime" not in changes:
             policy = ctx.store.get(ctx.entity_set("AccessPolicies"), old["AccessPolicyId"])
             minutes = policy["DurationInMinutes"] if policy else 0
-            start: datetime = changes["StartTime"] or ctx.now
-            changes["ExpirationDateTime"] = start + timedelta(minutes=minutes)
+            changes["ExpirationDateTime"] = _expiry(changes["StartTime"] or ctx.now, minutes)
         start = changes.get("StartTime", old.get("StartTime"))
         expiry = changes.get("ExpirationDateTime", old["ExpirationDateTime"])
         if start is not None and expiry is not None and expiry <= start:

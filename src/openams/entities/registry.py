@@ -17,7 +17,16 @@ UnboundFunction = Callable[[Ctx, dict[str, Any]], Any]
 
 
 def _rule_classes() -> dict[str, type[Rules]]:
-    from . import access_policies, assets, files, jobs, locators, media_processors, reserved_units, storage_accounts
+    from . import (
+        access_policies,
+        assets,
+        files,
+        jobs,
+        locators,
+        media_processors,
+        reserved_units,
+        storage_accounts,
+    )
 
     classes: list[type[Rules]] = [
         assets.AssetRules,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from ..errors import (
@@ -275,7 +276,7 @@ def create(ctx: Ctx, es: EntitySet, payload: EntityPayload,
         if p is not None and p.computed and p.type == "Edm.DateTime":
             values[stamp] = ctx.now
     if parent is not None:
-        p_es, p_key, p_nav = parent
+        _p_es, p_key, p_nav = parent
         if p_nav.reverse_fk:
             values[p_nav.reverse_fk] = p_key
     rules.on_create(ctx, values, payload)
@@ -290,7 +291,7 @@ def create(ctx: Ctx, es: EntitySet, payload: EntityPayload,
         if not ctx.store.has_link(nav.link, key, tkey):  # type: ignore[arg-type]
             ctx.store.add_link(nav.link, key, tkey)  # type: ignore[arg-type]
     if parent is not None:
-        p_es, p_key, p_nav = parent
+        _p_es, p_key, p_nav = parent
         if p_nav.link:
             ctx.store.add_link(p_nav.link, p_key, key)
     entity = ctx.store.get(es, key)
@@ -359,7 +360,7 @@ def update(ctx: Ctx, es: EntitySet, key: Any, payload: EntityPayload, *, replace
             continue
         prop = et.property(name)
         assert prop is not None
-        if value == old.get(name):
+        if _same(value, old.get(name)):
             continue
         if prop.immutable:
             raise BadRequest(f"{et.name}.{name} cannot be changed after creation.", code="PropertyNotUpdatable")
@@ -373,6 +374,14 @@ def update(ctx: Ctx, es: EntitySet, key: Any, payload: EntityPayload, *, replace
     if lm is not None and lm.computed:
         changes["LastModified"] = ctx.now
     ctx.store.update(es, key, changes)
+
+
+def _same(new: Any, old: Any) -> bool:
+    """Equal as a client can tell: dates are written with millisecond precision, so a full-entity
+    MERGE that echoes a date back is not a change."""
+    if isinstance(new, datetime) and isinstance(old, datetime):
+        return abs((new - old).total_seconds()) < 0.001
+    return bool(new == old)
 
 
 def delete(ctx: Ctx, es: EntitySet, key: Any, params: dict[str, str] | None = None,

@@ -8,7 +8,7 @@ from .base import Ctx, Rules
 
 
 def default_storage_name(account_name: str) -> str:
-    """Each account gets a storage account of the same name (valid: 3–24 lower-case alnum)."""
+    """Each account gets a storage account of the same name (valid: 3-24 lower-case alnum)."""
     return account_name
 
 

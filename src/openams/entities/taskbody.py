@@ -57,7 +57,8 @@ def _attr(el: object, *names: str) -> str | None:
 def _ref(text: str | None, where: str) -> AssetRef:
     m = _REF.match(text or "")
     if not m:
-        raise BadRequest(f"TaskBody: {where} must be JobInputAsset(n) or JobOutputAsset(n), not '{(text or '').strip()}'.")
+        shown = (text or "").strip()
+        raise BadRequest(f"TaskBody: {where} must be JobInputAsset(n) or JobOutputAsset(n), not '{shown}'.")
     return AssetRef(m.group(1).lower(), int(m.group(2)))
 
 

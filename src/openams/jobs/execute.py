@@ -114,7 +114,8 @@ class TaskExecution:
                                           "The task was canceled."))
         except TaskFailed as exc:
             log.info("task %s failed: %s %s", self.ref.task_id, exc.code, exc.message)
-            self.tx(lambda ctx: self._end(ctx, JobState.ERROR, started, exc, "Error", exc.message))
+            failed = exc
+            self.tx(lambda ctx: self._end(ctx, JobState.ERROR, started, failed, "Error", failed.message))
         except Exception as exc:  # a bug or an environment failure: still end in Error, say what happened
             log.exception("task %s crashed", self.ref.task_id)
             failure = TaskFailed("ProcessorCrash", f"The processor failed unexpectedly: {type(exc).__name__}: {exc}")
@@ -333,6 +334,10 @@ def refresh_job_state(ctx: Ctx, job_id: str) -> None:
     if changes:
         changes["LastModified"] = _now()
         ctx.store.update(jobs, job_id, changes)
+        if "State" in changes:
+            from .notify import job_state_changed
+
+            job_state_changed(ctx, job, job["State"], changes["State"])
 
 
 def fail_dependents(ctx: Ctx, job_id: str) -> None:

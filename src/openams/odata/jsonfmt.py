@@ -9,6 +9,7 @@ Decimal as strings. The reader accepts both shapes and the lenient JSON real cli
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -87,7 +88,8 @@ class VerboseWriter:
         actions = ctx.model.functions_bound_to(es.name)
         if actions:
             meta["actions"] = {
-                ctx.metadata_url(f"{ctx.model.container}.{f.name}"): [{"title": f.name, "target": f"{url}/{f.name}"}]
+                ctx.metadata_url(f"{ctx.model.container}.{f.name}"):
+                    [{"title": f.name, "target": f"{url}/{f.name}"}]
                 for f in actions
             }
         out: dict[str, Any] = {"__metadata": meta}
@@ -150,7 +152,8 @@ class LightWriter:
             out["odata.editLink"] = ctx.entity_path(es, entity[et.key])
             if not ctx.select:
                 for nav in et.navigations:
-                    out[f"{nav.name}@odata.navigationLinkUrl"] = f"{ctx.entity_path(es, entity[et.key])}/{nav.name}"
+                    link = f"{ctx.entity_path(es, entity[et.key])}/{nav.name}"
+                    out[f"{nav.name}@odata.navigationLinkUrl"] = link
             for f in ctx.model.functions_bound_to(es.name):
                 out[f"#{ctx.model.container}.{f.name}"] = {"target": f"{url}/{f.name}"}
         for p in _selected(et, ctx.select):
@@ -184,7 +187,7 @@ class LightWriter:
 
     def links(self, ctx: WriteContext, uris: Sequence[str], *, single: bool) -> bytes:
         if single:
-            return _dumps({**self._meta(ctx, ""), "url": uris[0]} if self.metadata != "none" else {"url": uris[0]})
+            return _dumps({**self._meta(ctx, ""), "url": uris[0]})
         return _dumps({**self._meta(ctx, ""), "value": [{"url": u} for u in uris]})
 
     def function_result(self, ctx: WriteContext, name: str, type_name: str, value: Any) -> bytes:
@@ -215,14 +218,36 @@ def lenient_json(body: bytes) -> Any:
     except UnicodeDecodeError:
         raise InvalidPayload("The request body is not valid UTF-8.") from None
     try:
-        return json.loads(text, strict=False)
-    except json.JSONDecodeError as first:
         try:
-            return json.loads(_relax(text), strict=False)
-        except (json.JSONDecodeError, ValueError):
-            raise InvalidPayload(
-                f"The request body is not valid JSON: {first.msg} at line {first.lineno} column {first.colno}."
-            ) from None
+            data = json.loads(text, strict=False)
+        except json.JSONDecodeError as first:
+            try:
+                data = json.loads(_relax(text), strict=False)
+            except (json.JSONDecodeError, ValueError):
+                where = f"line {first.lineno} column {first.colno}"
+                raise InvalidPayload(f"The request body is not valid JSON: {first.msg} at {where}.") from None
+        _check_text(data)
+    except RecursionError:
+        raise InvalidPayload("The request body is nested too deeply.") from None
+    return data
+
+
+_BAD_TEXT = re.compile("[\x00\ud800-\udfff]")
+
+
+def _check_text(value: Any) -> None:
+    """Refuse strings no store or writer can hold: NUL characters and unpaired surrogates (`\\ud800`)."""
+    if isinstance(value, str):
+        if _BAD_TEXT.search(value):
+            raise InvalidPayload("The request body contains a NUL character (\\u0000) or an unpaired "
+                                 "surrogate (\\ud800-\\udfff) in a string.")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _check_text(k)
+            _check_text(v)
+    elif isinstance(value, list):
+        for v in value:
+            _check_text(v)
 
 
 def _relax(text: str) -> str:

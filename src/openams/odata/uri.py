@@ -8,13 +8,16 @@ literals (`'nb:cid:UUID:…'` with `''` escaping, `guid'…'`, numbers).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 from ..errors import InvalidKey, NotFound
 from .edm import EntitySet, FunctionImport, Model
 from .values import coerce_primitive, parse_literal
+
+_ABSOLUTE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/")
 
 
 @dataclass
@@ -204,12 +207,13 @@ def key_from_url(model: Model, base_url: str, url: str) -> tuple[EntitySet, Any]
     text = decode_path(url.strip())
     base = decode_path(base_url)
     low = text.lower()
-    for prefix in (base, base.rstrip("/")):
-        if prefix and low.startswith(prefix.lower()):
+    base_path = decode_path(urlsplit(base_url).path or "/")  # `/api/`: root-relative URLs
+    for prefix in (base, base.rstrip("/"), base_path):
+        if prefix != "/" and low.startswith(prefix.lower()):
             text = text[len(prefix):]
             break
     else:
-        if "://" in text:
+        if _ABSOLUTE.match(text):  # `scheme:/host/…` once decode_path collapsed the `//`
             # another host or base: take what follows the first '/api/' (case-insensitive)
             idx = low.find("/api/")
             if idx < 0:

@@ -277,7 +277,7 @@ def format_literal(type_name: str, value: Any) -> str:
 def format_datetime(value: datetime) -> str:
     """ISO 8601 in UTC with milliseconds and `Z` (what .NET, JavaScript and Python all read back)."""
     v = value.astimezone(UTC) if value.tzinfo else value
-    return v.strftime("%Y-%m-%dT%H:%M:%S.") + f"{v.microsecond // 1000:03d}Z"
+    return f"{v.year:04d}-" + v.strftime("%m-%dT%H:%M:%S.") + f"{v.microsecond // 1000:03d}Z"
 
 
 def format_duration(value: timedelta) -> str:

@@ -31,6 +31,7 @@ from ..errors import (
 )
 from ..odata.batch import BatchRequest, ChangeSet
 from ..odata.uri import decode_path
+from ..runtime import Runtime
 from .operations import (
     ApiRequest,
     Reply,
@@ -41,7 +42,6 @@ from .operations import (
     sub_request,
     to_batch_response,
 )
-from ..runtime import Runtime
 from .tokens import token_reply
 
 log = logging.getLogger("openams.rest")

@@ -4,10 +4,10 @@ Revision ID: 0001
 Revises: 
 Create Date: 2026-11-23 22:17:33.334083
 """
-from alembic import op
 import sqlalchemy as sa
-import openams.db.types
+from alembic import op
 
+import openams.db.types
 
 revision = '0001'
 down_revision = None

@@ -4,10 +4,10 @@ Revision ID: 0002
 Revises: 0001
 Create Date: 2026-11-23 22:48:44.195766
 """
-from alembic import op
 import sqlalchemy as sa
-import openams.db.types
+from alembic import op
 
+import openams.db.types
 
 revision = '0002'
 down_revision = '0001'
