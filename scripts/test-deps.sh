@@ -5,6 +5,8 @@ set -euo pipefail
 sudo_cmd() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 missing=()
 command -v psql >/dev/null || missing+=(postgresql postgresql-client)
+command -v curl >/dev/null || missing+=(curl)          # the blob tests PUT with the real curl
+command -v npm >/dev/null || missing+=(nodejs npm)     # Azurite, the reference blob service
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   sudo_cmd apt-get update -qq
