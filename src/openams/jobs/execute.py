@@ -128,6 +128,9 @@ class TaskExecution:
             raise TaskCanceled()
 
     def _start(self, ctx: Ctx) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+        current = ctx.store.get(_es("Tasks"), self.ref.task_id)
+        if current is None or current["State"] != int(JobState.SCHEDULED):
+            raise TaskCanceled()  # canceled (or taken over) between the claim and the start
         task = self.set_task(ctx, {"State": int(JobState.PROCESSING), "StartTime": _now(), "Progress": 0.0},
                              ("Processing", "The processor started."))
         assets = _es("Assets")
