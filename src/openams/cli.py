@@ -53,6 +53,21 @@ def _runtime(settings: Settings) -> Any:
     return rt
 
 
+def _accounts(config: Path | None, data_dir: Path | None, database_url: str | None,
+              action: Any, write: bool = False) -> Any:
+    """Run `action(rt, conn)` in one transaction on the account database; errors end the command
+    with their message (exit 1), never a traceback."""
+    rt = _runtime(_settings(config, data_dir=data_dir, database_url=database_url, create_dev_account=False))
+    try:
+        with rt.engine.connect() as conn:
+            conn.info["write"] = write
+            with conn.begin():
+                return action(rt, conn)
+    except Exception as exc:
+        _fail(exc)
+        raise typer.Exit(1) from None
+
+
 def _fail(exc: Exception) -> None:
     from .errors import ApiError
 
@@ -123,19 +138,14 @@ def account_create(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Create an account and print its keys."""
-    rt = _runtime(_settings(config, data_dir=data_dir, database_url=database_url, create_dev_account=False))
     from .entities.defaults import ensure_account_defaults
 
-    try:
-        with rt.engine.connect() as conn:
-            conn.info["write"] = True
-            with conn.begin():
-                account = rt.accounts.create(conn, name, key)
-                ensure_account_defaults(conn, account)
-    except Exception as exc:
-        _fail(exc)
-        return
-    _print_keys(account, as_json)
+    def create(rt: Any, conn: Any) -> Any:
+        account = rt.accounts.create(conn, name, key)
+        ensure_account_defaults(conn, account)
+        return account
+
+    _print_keys(_accounts(config, data_dir, database_url, create, write=True), as_json)
 
 
 def _print_keys(account: Any, as_json: bool) -> None:
@@ -152,9 +162,7 @@ def _print_keys(account: Any, as_json: bool) -> None:
 def account_list(data_dir: DataDir = None, database_url: DatabaseUrl = None, config: ConfigFile = None,
                  as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """List accounts."""
-    rt = _runtime(_settings(config, data_dir=data_dir, database_url=database_url, create_dev_account=False))
-    with rt.engine.connect() as conn, conn.begin():
-        accounts = rt.accounts.list(conn)
+    accounts = _accounts(config, data_dir, database_url, lambda rt, conn: rt.accounts.list(conn))
     if as_json:
         print(json.dumps([{"name": a.name, "id": a.id, "created": a.created.isoformat()} for a in accounts]))
         return
@@ -171,14 +179,7 @@ def account_delete(name: str, data_dir: DataDir = None, database_url: DatabaseUr
     """Delete an account and every entity it owns."""
     if not yes and sys.stdin.isatty() and not typer.confirm(f"Delete account {name} and all its entities?"):
         raise typer.Exit(1)
-    rt = _runtime(_settings(config, data_dir=data_dir, database_url=database_url, create_dev_account=False))
-    try:
-        with rt.engine.connect() as conn:
-            conn.info["write"] = True
-            with conn.begin():
-                rt.accounts.delete(conn, name)
-    except Exception as exc:
-        _fail(exc)
+    _accounts(config, data_dir, database_url, lambda rt, conn: rt.accounts.delete(conn, name), write=True)
     console.print(f"deleted account {name}")
 
 
@@ -187,14 +188,7 @@ def account_keys(name: str, data_dir: DataDir = None, database_url: DatabaseUrl 
                  config: ConfigFile = None,
                  as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Print an account's keys."""
-    rt = _runtime(_settings(config, data_dir=data_dir, database_url=database_url, create_dev_account=False))
-    try:
-        with rt.engine.connect() as conn, conn.begin():
-            account = rt.accounts.get(conn, name)
-    except Exception as exc:
-        _fail(exc)
-        return
-    _print_keys(account, as_json)
+    _print_keys(_accounts(config, data_dir, database_url, lambda rt, conn: rt.accounts.get(conn, name)), as_json)
 
 
 @account_app.command("regenerate-key")
@@ -206,15 +200,8 @@ def account_regenerate(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Replace a key; tokens signed with the old key stop working at once."""
-    rt = _runtime(_settings(config, data_dir=data_dir, database_url=database_url, create_dev_account=False))
-    try:
-        with rt.engine.connect() as conn:
-            conn.info["write"] = True
-            with conn.begin():
-                account = rt.accounts.regenerate(conn, name, which, key)
-    except Exception as exc:
-        _fail(exc)
-        return
+    account = _accounts(config, data_dir, database_url,
+                        lambda rt, conn: rt.accounts.regenerate(conn, name, which, key), write=True)
     _print_keys(account, as_json)
 
 
@@ -225,15 +212,8 @@ def account_add_client(
     data_dir: DataDir = None, database_url: DatabaseUrl = None, config: ConfigFile = None,
 ) -> None:
     """Register an AAD-style service principal (client id + secret) for an account."""
-    rt = _runtime(_settings(config, data_dir=data_dir, database_url=database_url, create_dev_account=False))
-    try:
-        with rt.engine.connect() as conn:
-            conn.info["write"] = True
-            with conn.begin():
-                cid, secret = rt.accounts.add_client(conn, name, client_id)
-    except Exception as exc:
-        _fail(exc)
-        return
+    cid, secret = _accounts(config, data_dir, database_url,
+                            lambda rt, conn: rt.accounts.add_client(conn, name, client_id), write=True)
     print(json.dumps({"account": name, "clientId": cid, "clientSecret": secret}))
 
 
@@ -247,13 +227,7 @@ def token(
     from .auth import tokens
 
     settings = _settings(config, data_dir=data_dir, database_url=database_url, create_dev_account=False)
-    rt = _runtime(settings)
-    try:
-        with rt.engine.connect() as conn, conn.begin():
-            account = rt.accounts.get(conn, name)
-    except Exception as exc:
-        _fail(exc)
-        return
+    account = _accounts(config, data_dir, database_url, lambda rt, conn: rt.accounts.get(conn, name))
     if kind == "jwt":
         value, _ = tokens.issue_jwt(account, account.name, "https://rest.media.azure.net", "local",
                                     settings.token_lifetime)

@@ -106,6 +106,57 @@ class UploadResult:
     """Clean-up steps that failed after the upload itself succeeded."""
 
 
+# ---- jobs (used by `openams encode` and bench/encode.py) ---------------------------------------------
+
+MES_PROCESSOR_ID = "nb:mpid:UUID:ff4df607-d419-42f0-bc17-a481b1331e56"
+"""Media Encoder Standard."""
+JOB_STATES = {0: "Queued", 1: "Scheduled", 2: "Processing", 3: "Finished", 4: "Error", 5: "Canceled",
+              6: "Canceling"}
+FINAL_JOB_STATES = frozenset({3, 4, 5})
+DOWNLOAD_CHUNK = MIB
+
+
+def task_body(inputs: int = 1, output_name: str | None = None) -> str:
+    """A TaskBody reading JobInputAsset(0..inputs-1) and writing JobOutputAsset(0)."""
+    attr = f' assetName="{escape(output_name, {chr(34): "&quot;"})}"' if output_name else ""
+    return ("<?xml version=\"1.0\" encoding=\"utf-8\"?><taskBody>"
+            + "".join(f"<inputAsset>JobInputAsset({i})</inputAsset>" for i in range(inputs))
+            + f"<outputAsset{attr}>JobOutputAsset(0)</outputAsset></taskBody>")
+
+
+@dataclass
+class JobStatus:
+    """One poll of a job: the job entity and its tasks (JSON light dictionaries)."""
+
+    job: dict[str, Any]
+    tasks: list[dict[str, Any]]
+
+    @property
+    def state(self) -> int:
+        return int(self.job["State"])
+
+    @property
+    def label(self) -> str:
+        return JOB_STATES.get(self.state, str(self.state))
+
+    @property
+    def final(self) -> bool:
+        return self.state in FINAL_JOB_STATES
+
+    @property
+    def progress(self) -> float:
+        """Mean Task.Progress (0-100); finished tasks count as 100."""
+        if not self.tasks:
+            return 0.0
+        return sum(100.0 if int(t["State"]) == 3 else float(t.get("Progress") or 0.0)
+                   for t in self.tasks) / len(self.tasks)
+
+    @property
+    def errors(self) -> list[dict[str, Any]]:
+        """Every ErrorDetail of every task ({"Code", "Message"})."""
+        return [e for t in self.tasks for e in (t.get("ErrorDetails") or [])]
+
+
 class AmsClient:
     """The Operations API (JSON light) and the blob service, as one account sees them."""
 
@@ -342,3 +393,98 @@ class AmsClient:
                 except ClientError as exc:
                     warnings.append(exc.message)
         return UploadResult(asset_id, blob, size, time.monotonic() - started, warnings)
+
+    # ---- jobs (used by `openams encode` and bench/encode.py) ----------------------------------------
+    def _call(self, method: str, path: str, what: str, body: dict[str, Any] | None = None) -> httpx.Response:
+        """`api()`, getting a new token once if the old one expired during a long wait."""
+        try:
+            return self.api(method, path, what, body)
+        except ClientError as exc:
+            if exc.status != 401:
+                raise
+            self._token = None
+            return self.api(method, path, what, body)
+
+    def submit_job(self, asset_ids: str | list[str], configuration: str, name: str | None = None,
+                   processor_id: str = MES_PROCESSOR_ID, output_name: str | None = None,
+                   priority: int = 0) -> dict[str, Any]:
+        """POST one job with one task (JSON light deep insert) reading the assets in order."""
+        ids = [asset_ids] if isinstance(asset_ids, str) else list(asset_ids)
+        body: dict[str, Any] = {
+            "Name": name or f"encode-{uuid.uuid4().hex[:8]}",
+            "Priority": priority,
+            "InputMediaAssets@odata.bind": [f"{self.server}/api/Assets('{quote(a, safe='')}')" for a in ids],
+            "Tasks": [{"Name": "encode", "Configuration": configuration, "MediaProcessorId": processor_id,
+                       "TaskBody": task_body(len(ids), output_name)}],
+        }
+        return dict(self._call("POST", "Jobs", "submitting the job", body).json())
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        return dict(self._call("GET", f"Jobs('{quote(job_id, safe='')}')", "reading the job").json())
+
+    def job_tasks(self, job_id: str) -> list[dict[str, Any]]:
+        r = self._call("GET", f"Jobs('{quote(job_id, safe='')}')/Tasks", "reading the job's tasks")
+        return list(r.json()["value"])
+
+    def job_status(self, job_id: str) -> JobStatus:
+        return JobStatus(self.job(job_id), self.job_tasks(job_id))
+
+    def job_outputs(self, job_id: str) -> list[dict[str, Any]]:
+        r = self._call("GET", f"Jobs('{quote(job_id, safe='')}')/OutputMediaAssets", "reading the output assets")
+        return list(r.json()["value"])
+
+    def cancel_job(self, job_id: str) -> None:
+        self._call("GET", f"CancelJob?jobid='{quote(job_id, safe='')}'", "canceling the job")
+
+    def wait_job(self, job_id: str, on_update: Callable[[JobStatus], None] | None = None, interval: float = 1.0,
+                 timeout: float | None = None) -> JobStatus:
+        """Poll until the job reaches Finished, Error or Canceled; `on_update` sees every poll."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            status = self.job_status(job_id)
+            if on_update is not None:
+                on_update(status)
+            if status.final:
+                return status
+            if deadline is not None and time.monotonic() >= deadline:
+                raise ClientError(f"job {job_id} is still {status.label} after {timeout:g}s.")
+            time.sleep(interval)
+
+    def download_files(self, asset_id: str, dest_dir: str | os.PathLike[str],
+                       names: list[str] | None = None) -> list[str]:
+        """Download an asset's files (all, or `names`) into `dest_dir` through a temporary read SAS
+        locator; returns the local paths. The locator and its policy are deleted afterwards."""
+        wanted = names if names is not None else [f["Name"] for f in self.files(asset_id)]
+        os.makedirs(dest_dir, exist_ok=True)
+        policy = self.create_policy(f"Download-{uuid.uuid4()}", READ, 60.0)
+        paths: list[str] = []
+        try:
+            locator = self.create_sas_locator(asset_id, policy["Id"])
+            try:
+                for name in wanted:
+                    path = os.path.join(dest_dir, os.path.basename(name))
+                    url = f"{locator['BaseUri']}/{quote(name)}{locator['ContentAccessComponent']}"
+                    self._download(url, path, f"downloading {name}")
+                    paths.append(path)
+            finally:
+                self.delete("Locators", locator["Id"], "deleting the download locator")
+        finally:
+            self.delete("AccessPolicies", policy["Id"], "deleting the download policy")
+        return paths
+
+    def _download(self, url: str, path: str, what: str) -> None:
+        tmp = f"{path}.part"
+        try:
+            with self.http.stream("GET", url, headers={"x-ms-version": BLOB_VERSION}) as r:
+                if r.status_code >= 400:
+                    r.read()
+                    _check(r, what)
+                with open(tmp, "wb") as fh:
+                    for chunk in r.iter_bytes(DOWNLOAD_CHUNK):
+                        fh.write(chunk)
+            os.replace(tmp, path)
+        except httpx.HTTPError as exc:
+            raise ClientError(f"{what}: {exc}") from None
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)

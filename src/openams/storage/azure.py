@@ -31,8 +31,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import shutil
-import uuid
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -49,6 +47,7 @@ from .base import (
     BlockInfo,
     ContentSettings,
     Spool,
+    Staging,
     StorageError,
     validate_account,
     validate_blob_name,
@@ -222,7 +221,7 @@ def _http_headers(settings: ContentSettings, md5: str | None) -> Any:
     )
 
 
-class AzureBackend:
+class AzureBackend(Staging):
     """`BlobBackend` on an Azure Storage account (see the module docstring for the mapping)."""
 
     name = "azure"
@@ -257,22 +256,6 @@ class AzureBackend:
         return self._container(account, container).get_blob_client(name)
 
     # spooling ----------------------------------------------------------------------------------
-    @contextmanager
-    def spool(self) -> Iterator[Spool]:
-        sp = Spool(self.staging / f"{uuid.uuid4().hex}.part")
-        try:
-            yield sp
-        finally:
-            sp.discard()
-
-    def clean_staging(self) -> None:
-        """Remove spool files a crash left behind (called at startup)."""
-        for f in self.staging.iterdir():
-            if f.is_dir():
-                shutil.rmtree(f, ignore_errors=True)
-            else:
-                f.unlink(missing_ok=True)
-
     # containers --------------------------------------------------------------------------------
     def create_container(self, account: str, container: str) -> None:
         with _azure_errors():

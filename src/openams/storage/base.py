@@ -13,7 +13,9 @@ from __future__ import annotations
 import base64
 import os
 import re
+import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -188,6 +190,29 @@ class BlobBackend(Protocol):
 
     def set_properties(self, account: str, container: str, name: str,
                        settings: ContentSettings) -> BlobProperties: ...
+
+
+class Staging:
+    """Spool files under `self.staging` (each backend sets it): one place receives request bodies
+    before the backend takes them, and a restart sweeps what a killed request left there."""
+
+    staging: Path
+
+    @contextmanager
+    def spool(self) -> Iterator[Spool]:
+        sp = Spool(self.staging / f"{uuid.uuid4().hex}.part")
+        try:
+            yield sp
+        finally:
+            sp.discard()
+
+    def clean_staging(self) -> None:
+        """Remove spool and temp files a crash left behind (called when `openams serve` starts)."""
+        for f in self.staging.iterdir():
+            if f.is_dir():
+                shutil.rmtree(f, ignore_errors=True)
+            else:
+                f.unlink(missing_ok=True)
 
 
 def default_spool_dir() -> Path:

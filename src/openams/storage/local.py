@@ -27,7 +27,6 @@ import shutil
 import threading
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,6 +40,7 @@ from .base import (
     BlockInfo,
     ContentSettings,
     Spool,
+    Staging,
     StorageError,
     not_found,
     validate_account,
@@ -93,7 +93,7 @@ def _props_from_json(d: dict[str, Any]) -> BlobProperties:
                           dict(d["metadata"]), d.get("content_md5"))
 
 
-class LocalBackend:
+class LocalBackend(Staging):
     name = "local"
 
     def __init__(self, root: Path) -> None:
@@ -133,14 +133,6 @@ class LocalBackend:
             return None
 
     # spooling ----------------------------------------------------------------------------------
-    @contextmanager
-    def spool(self) -> Iterator[Spool]:
-        sp = Spool(self.staging / f"{uuid.uuid4().hex}.part")
-        try:
-            yield sp
-        finally:
-            sp.discard()
-
     # containers --------------------------------------------------------------------------------
     def create_container(self, account: str, container: str) -> None:
         d = self._container_dir(account, container)
@@ -382,10 +374,3 @@ class LocalBackend:
                        settings: ContentSettings) -> BlobProperties:
         return self._update_props(account, container, name, lambda p: setattr(p, "settings", settings))
 
-    def clean_staging(self) -> None:
-        """Remove spool files a crash left behind (called at startup)."""
-        for f in self.staging.iterdir():
-            if f.is_dir():
-                shutil.rmtree(f, ignore_errors=True)
-            else:
-                f.unlink(missing_ok=True)

@@ -39,7 +39,6 @@ import base64
 import hashlib
 import json
 import math
-import shutil
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -58,6 +57,7 @@ from .base import (
     BlockInfo,
     ContentSettings,
     Spool,
+    Staging,
     StorageError,
     not_found,
     validate_account,
@@ -130,7 +130,7 @@ def _is_missing(exc: StorageError) -> bool:
     return exc.status == 404
 
 
-class S3Backend:
+class S3Backend(Staging):
     """`BlobBackend` on one S3 bucket (see the module docstring for the layout)."""
 
     name = "s3"
@@ -232,22 +232,6 @@ class S3Backend:
             self._bucket_ready = True
 
     # spooling ----------------------------------------------------------------------------------
-    @contextmanager
-    def spool(self) -> Iterator[Spool]:
-        sp = Spool(self.staging / f"{uuid.uuid4().hex}.part")
-        try:
-            yield sp
-        finally:
-            sp.discard()
-
-    def clean_staging(self) -> None:
-        """Remove spool and temp files a crash left behind (called at startup)."""
-        for f in self.staging.iterdir():
-            if f.is_dir():
-                shutil.rmtree(f, ignore_errors=True)
-            else:
-                f.unlink(missing_ok=True)
-
     # small S3 helpers --------------------------------------------------------------------------
     def _head(self, key: str) -> dict[str, Any] | None:
         from botocore.exceptions import ClientError
