@@ -24,6 +24,13 @@ from tests.support.client import ApiClient
 
 REQUIRE_SERVICES = os.environ.get("OPENAMS_REQUIRE_SERVICES") == "1"
 
+# Every runtime, server and worker a test session starts shares one database per session, so they
+# must share the key that encrypts account keys at rest (as a real multi-machine install does).
+if not os.environ.get("OPENAMS_SERVER_KEY"):
+    from cryptography.fernet import Fernet
+
+    os.environ["OPENAMS_SERVER_KEY"] = Fernet.generate_key().decode("ascii")
+
 
 def service_missing(reason: str) -> None:
     """Skip a test for a missing service — or fail when CI said every service must be there."""

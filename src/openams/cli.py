@@ -348,4 +348,4 @@ def _main(version: Annotated[bool, typer.Option("--version", help="Print the ver
 
 def main() -> None:
     app()
-from . import cli_worker  # noqa: E402,F401
+from . import cli_encode, cli_worker  # noqa: E402,F401

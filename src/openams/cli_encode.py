@@ -6,7 +6,6 @@ Registers itself on the `openams` Typer app when imported (cli.py imports it at 
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -88,10 +87,9 @@ def encode(
 ) -> None:
     """Encode an asset with Media Encoder Standard; prints the job id.
 
-    With --wait, follows the job until it ends, then prints (stdout) the output asset id and one
-    line per output file (name, size in bytes). Exit status: 0 Finished (or submitted, without
-    --wait), 1 Error (its ErrorDetails are printed) or Canceled, 2 bad arguments, 130 Ctrl-C (after
-    asking the server to cancel the job).
+    With --wait, follows the job until it ends, then prints the output asset id and its files (name, size).
+    Exit status: 0 Finished (or submitted, without --wait); 1 Error (ErrorDetails are printed) or Canceled;
+    2 bad arguments; 130 Ctrl-C (after asking the server to cancel the job).
     """
     from .client import AmsClient, ClientError
 
@@ -179,6 +177,3 @@ def _report(client: Any, job_id: str, status: Any) -> int:
     err.print(f"[yellow]{status.label}[/yellow]: job {job_id} did not finish")
     return 1
 
-
-def _elapsed(started: float) -> float:
-    return time.monotonic() - started

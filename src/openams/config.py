@@ -54,6 +54,9 @@ class Settings:
     notification_redis_url: str = ""
     """Redis holding the lists that AzureQueue notification endpoints write to; empty means
     `broker_url` when that is a Redis URL, else redis://127.0.0.1:6379/0."""
+    server_key: str = ""
+    """The key that encrypts secrets at rest (a Fernet key). Empty: `<data dir>/server.key`, created
+    on first start. Every process sharing one database (servers, workers) must use the same key."""
     storage_backend: str = "local"
     """Where blob content lives: `local` (the data directory), `azure` or `s3`."""
     azure_connection_string: str = ""
@@ -102,6 +105,7 @@ _ENV = {
     "create_dev_account": "OPENAMS_CREATE_DEV_ACCOUNT",
     "log_level": "OPENAMS_LOG_LEVEL",
     "storage_backend": "OPENAMS_STORAGE_BACKEND",
+    "server_key": "OPENAMS_SERVER_KEY",
     "run_jobs": "OPENAMS_RUN_JOBS",
     "max_concurrent_tasks": "OPENAMS_MAX_CONCURRENT_TASKS",
     "job_runner": "OPENAMS_JOB_RUNNER",

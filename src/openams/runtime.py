@@ -57,7 +57,7 @@ class Runtime:
 
     @cached_property
     def box(self) -> SecretBox:
-        return SecretBox.for_data_dir(self.settings.data_dir)
+        return SecretBox.for_settings(self.settings.server_key, self.settings.data_dir)
 
     @cached_property
     def storage(self) -> Any:
@@ -82,10 +82,10 @@ class Runtime:
         with self.engine.connect() as conn:
             conn.info["write"] = True
             with conn.begin():
-                if self.settings.create_dev_account and self.accounts.find(conn, DEV_ACCOUNT_NAME) is None \
-                        and not self.accounts.list(conn):
+                if self.settings.create_dev_account and not self.accounts.identities(conn):
                     created = self.accounts.create(conn, DEV_ACCOUNT_NAME, DEV_ACCOUNT_KEY)
-                for account in self.accounts.list(conn):
+                # ids and names only: starting must not depend on decrypting every account's keys
+                for account in self.accounts.identities(conn):
                     ensure_account_defaults(conn, account)
         return created
 

@@ -1,6 +1,6 @@
 """One azure-storage-blob 12 script, run against Azurite 3.35.0 and against openams: every
 operation must answer the same status code (and error code) and the same set of response header
-names. The differences we accept are listed in KNOWN (and in the README (section: where the blob service differs from Azurite)) with a
+names. The differences we accept are listed in KNOWN (and in the README), each with a
 reason; anything else fails.
 """
 

@@ -38,6 +38,12 @@ class Account:
         return f"Account(name={self.name!r}, id={self.id!r})"
 
 
+@dataclass(frozen=True)
+class AccountIdentity:
+    id: str
+    name: str
+
+
 def new_key() -> str:
     return base64.b64encode(secrets.token_bytes(32)).decode("ascii")
 
@@ -109,6 +115,11 @@ class AccountStore:
     def by_id(self, conn: Connection, account_id: str) -> Account | None:
         row = conn.execute(select(accounts).where(accounts.c.id == account_id)).first()
         return self._from_row(row) if row else None
+
+    def identities(self, conn: Connection) -> list[AccountIdentity]:
+        """Every account's id and name, without touching its keys."""
+        rows = conn.execute(select(accounts.c.id, accounts.c.name).order_by(accounts.c.name))
+        return [AccountIdentity(r.id, r.name) for r in rows]
 
     def list(self, conn: Connection) -> list[Account]:
         return [self._from_row(r) for r in conn.execute(select(accounts).order_by(accounts.c.name))]

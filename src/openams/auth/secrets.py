@@ -17,6 +17,18 @@ class SecretBox:
         self._fernet = Fernet(key)
 
     @classmethod
+    def for_settings(cls, server_key: str, data_dir: Path) -> SecretBox:
+        """The configured key, or the data directory's own one."""
+        if server_key:
+            try:
+                return cls(server_key.strip().encode("ascii"))
+            except ValueError:
+                raise ValueError("OPENAMS_SERVER_KEY is not a valid key (32 url-safe base64 bytes, as "
+                                 "`python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key())'` "
+                                 "prints)") from None
+        return cls.for_data_dir(data_dir)
+
+    @classmethod
     def for_data_dir(cls, data_dir: Path) -> SecretBox:
         data_dir.mkdir(parents=True, exist_ok=True)
         path = data_dir / "server.key"
@@ -39,7 +51,9 @@ class SecretBox:
         try:
             return self._fernet.decrypt(sealed.encode("ascii")).decode("utf-8")
         except InvalidToken:
-            raise ValueError("a stored secret cannot be decrypted with this server key") from None
+            raise ValueError("a stored secret cannot be decrypted with this server key: every process that "
+                             "shares the database needs the same key (OPENAMS_SERVER_KEY, or the same data "
+                             "directory's server.key)") from None
 
     def __repr__(self) -> str:  # never show the key
         return "SecretBox(<hidden>)"

@@ -99,6 +99,7 @@ class TaskExecution:
     # ---- the run -------------------------------------------------------------------------------
     def run(self) -> None:
         started = time.monotonic()
+        shutil.rmtree(self.scratch, ignore_errors=True)  # what an attempt in a killed process left behind
         try:
             task, inputs, outputs = self.tx(self._start)
             self._check_cancel()

@@ -16,6 +16,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections import deque
@@ -208,6 +209,7 @@ def run(
             start_new_session=True,
             cwd=cwd,
             close_fds=True,
+            preexec_fn=_die_with_parent(os.getpid()),
         )
     except OSError as exc:
         raise FFmpegNotFoundError(f"cannot start FFmpeg ({binary}): {exc}") from exc
@@ -293,6 +295,35 @@ def run(
         raise FFmpegError(_failure_message(proc.returncode, tail), proc.returncode, tail)
     report(100.0)
     return RunResult(proc.returncode, elapsed, tail, dict(last_block))
+
+
+def _die_with_parent(parent: int) -> Callable[[], None] | None:
+    """On Linux, a function for the child (between fork and exec) asking the kernel to SIGKILL
+    FFmpeg when the thread that started it dies: FFmpeg runs in its own session and ignores
+    SIGPIPE, so a server or worker killed with SIGKILL would otherwise leave it encoding on into
+    a scratch directory that a retry of the task reuses."""
+    prctl = _prctl()
+    if prctl is None:
+        return None
+
+    def child() -> None:
+        prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent died before the request took effect
+            os._exit(1)
+
+    return child
+
+
+@functools.lru_cache(maxsize=1)
+def _prctl() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).prctl  # type: ignore[no-any-return]
+    except (OSError, AttributeError):
+        return None
 
 
 def _out_time_us(block: dict[str, str]) -> int | None:
