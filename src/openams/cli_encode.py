@@ -113,6 +113,9 @@ def encode(
     except ClientError as exc:
         err.print(f"[red]error:[/red] {exc.message}")
         raise typer.Exit(1) from None
+    except KeyboardInterrupt:  # before the job was submitted, or while printing its outcome
+        err.print("[red]interrupted[/red]")
+        raise typer.Exit(130) from None
     raise typer.Exit(code)
 
 

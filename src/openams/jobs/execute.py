@@ -207,8 +207,10 @@ class TaskExecution:
                 raise TaskFailed("NoPrimaryFile", f"Input asset '{asset['Name'] or asset['Id']}' has several files "
                                  "and none is primary; set IsPrimary on one.")
             chosen = max(media, key=lambda f: f.get("ContentFileSize") or 0)
-        target = in_dir / f"{n}__{Path(chosen['Name']).name}"
         storage = self.rt.storage
+        if chosen["Name"].lower().endswith(".ism"):
+            chosen = self._manifest_source(asset, files, chosen)
+        target = in_dir / f"{n}__{Path(chosen['Name']).name}"
         props = storage.properties(asset["StorageAccountName"], container_name(asset["Id"]), chosen["Name"])
         if props is None:
             raise TaskFailed("InputFileMissing", f"File '{chosen['Name']}' of the input asset was not uploaded "
@@ -220,6 +222,29 @@ class TaskExecution:
                     fh.write(chunk)
                     self._check_cancel()
         return target
+
+    def _manifest_source(self, asset: dict[str, Any], files: list[dict[str, Any]], ism: dict[str, Any]
+                         ) -> dict[str, Any]:
+        """An encoded asset as input (a chained task): its primary file is the server manifest, which
+        is not media. Encode from the first file the manifest lists (the highest-bitrate video), else
+        from the largest MP4 of the asset."""
+        import re
+
+        by_name = {f["Name"]: f for f in files}
+        storage = self.rt.storage
+        account, container = asset["StorageAccountName"], container_name(asset["Id"])
+        props = storage.properties(account, container, ism["Name"])
+        text = ""
+        if props is not None and 0 < props.size <= CHUNK:
+            text = b"".join(storage.read(account, container, ism["Name"], 0, props.size - 1)).decode("utf-8", "replace")
+        for src in re.findall(r"<(?:video|audio)\b[^>]*?\bsrc=\"([^\"]+)\"", text):
+            if src in by_name:
+                return by_name[src]
+        mp4s = [f for f in files if f["Name"].lower().endswith(".mp4")]
+        if not mp4s:
+            raise TaskFailed("NoPrimaryFile", f"Input asset '{asset['Name'] or asset['Id']}' has a manifest "
+                             f"({ism['Name']}) as its primary file but no MP4 to encode from.")
+        return max(mp4s, key=lambda f: int(f.get("ContentFileSize") or 0))
 
     def _progress(self, percent: float) -> None:
         now = time.monotonic()
