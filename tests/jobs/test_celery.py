@@ -43,6 +43,7 @@ from tests.jobs.support import (
     wait_for,
 )
 from tests.support.client import ApiClient
+from tests.support.servers import STORAGE_VARS
 
 pytestmark = pytest.mark.slow
 
@@ -119,7 +120,7 @@ class Cluster:
     concurrency: int = 1
 
     def start_worker(self, n: int) -> subprocess.Popen[bytes]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAMS_")}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAMS_") or k.startswith(STORAGE_VARS)}
         env["OPENAMS_LOG_LEVEL"] = "info"
         log = self.logs / f"worker{n}-{int(time.time() * 1000)}.log"
         with open(log, "wb") as fh:
@@ -410,7 +411,7 @@ def test_one_prefork_worker_runs_two_tasks_at_once(tmp_path_factory: pytest.Temp
 
 
 def test_worker_command_rejects_a_bad_pool(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAMS_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAMS_") or k.startswith(STORAGE_VARS)}
     out = subprocess.run([*CLI, "worker", "--data-dir", str(tmp_path), "--concurrency", "2",
                           "--pool", "solo"], capture_output=True, text=True, env=env, timeout=60)
     assert out.returncode == 2 and "solo pool runs one task at a time" in out.stderr, out
