@@ -353,7 +353,7 @@ class CeleryScheduler(Scheduler):
         self.app.close()
 
     def _send(self, ref: TaskRef, _cancel: threading.Event) -> Future[Any]:
-        """Called inside the claim's transaction: only note the task; it is published after the commit."""
+        """Called once the claim has committed: note the task; `_claim` publishes it right after."""
         future: Future[Any] = Future()
         future.set_running_or_notify_cancel()
         self._flight[ref.task_id] = _InFlight(ref, future, time.monotonic(), float("inf"))

@@ -210,6 +210,7 @@ class Scheduler:
             free = self.max_workers - len(self.running)
         if free <= 0:
             return
+        claimed_refs: list[TaskRef] = []
         with self.rt.engine.connect() as conn:
             conn.info["write"] = True
             with conn.begin():
@@ -228,7 +229,10 @@ class Scheduler:
                     take_lease(ctx, task_id, self.worker, LEASE_SECONDS)
                     refresh_job_state(ctx, job_of(ctx, task_id))
                     free -= 1
-                    self._started(TaskRef(account_id, task_id))
+                    claimed_refs.append(TaskRef(account_id, task_id))
+        # only once the claim is committed: a runner reading the task must see it Scheduled
+        for ref in claimed_refs:
+            self._started(ref)
 
     def _candidates(self, conn: Any) -> list[tuple[str, str, int]]:
         """Queued, submitted tasks whose prerequisites finished, in priority order, within units."""
