@@ -268,7 +268,7 @@ def test_cancel_stops_ffmpeg_and_removes_partial_outputs(
     out = tmp_path / "out"
     with pytest.raises(EncodeCanceledError):
         encode(heavy, [source], out, cancel_event=cancel)
-    assert canceled_at and time.monotonic() - canceled_at[0] < 1.0
+    assert canceled_at and time.monotonic() - canceled_at[0] < 5.0  # cancel reaches FFmpeg within 5 s
     assert pids and not pid_alive(pids[0]) and processes_in_group(pids[0]) == []
     assert list(out.iterdir()) == []
 
