@@ -23,7 +23,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine tuned for the database: WAL and a busy timeout for SQLite, a pool for PostgreSQL."""
     if url.startswith("sqlite"):
         # a small pool: PRAGMAs run once per connection, and closing does not checkpoint the WAL
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False},
+        engine = create_engine(url, connect_args={"timeout": 120, "check_same_thread": False},
                                poolclass=QueuePool, pool_size=8, max_overflow=8, **kwargs)
 
         @event.listens_for(engine, "connect")
