@@ -49,6 +49,7 @@ from .base import (
     Spool,
     Staging,
     StorageError,
+    not_found,
     validate_account,
     validate_blob_name,
     validate_block_id,
@@ -350,6 +351,10 @@ class AzureBackend(Staging):
             raise
 
     def read(self, account: str, container: str, name: str, start: int, end: int) -> Iterator[bytes]:
+        if end < start:  # an empty range (an empty blob): nothing to fetch, and the services refuse it
+            if self.properties(account, container, name) is None:
+                raise not_found(container, name)
+            return iter(())
         blob = self._blob(account, container, name)
         with _azure_errors():
             # the first GET happens here, so a missing blob or bad range fails before any byte is sent

@@ -613,6 +613,10 @@ class S3Backend(Staging):
         return self._decode(name, head)[0]
 
     def read(self, account: str, container: str, name: str, start: int, end: int) -> Iterator[bytes]:
+        if end < start:  # an empty range (an empty blob): nothing to fetch, and the services refuse it
+            if self.properties(account, container, name) is None:
+                raise not_found(container, name)
+            return iter(())
         key = self._key(account, container, name)
         try:
             with self._errors(container, name):
