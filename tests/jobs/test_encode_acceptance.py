@@ -430,7 +430,7 @@ def test_chained_tasks_run_in_order(runtime, api: ApiClient, scheduler, small_cl
 @pytest.fixture(scope="module")
 def long_clip(clips: Path) -> Path:
     """Long enough that SLOW_PRESET keeps FFmpeg busy for several seconds on any machine."""
-    return make_av(clips / "long.mp4", 60, "640x360")
+    return make_av(clips / "long.mp4", 120, "640x360")
 
 
 def _encoding(api: ApiClient, job_id: str, data_dir: Path) -> list[tuple[int, str]]:
@@ -439,7 +439,7 @@ def _encoding(api: ApiClient, job_id: str, data_dir: Path) -> list[tuple[int, st
         t = task(api, job_id)
         assert t["State"] in (0, 1, 2), t
         running = ffmpeg_under(data_dir)
-        return running if t["State"] == 2 and t["Progress"] >= 5 and running else None
+        return running if t["State"] == 2 and t["Progress"] >= 1 and running else None
 
     return list(wait_for(busy, 90, "the task to be encoding"))
 
@@ -561,7 +561,7 @@ def test_server_killed_mid_encode_then_restarted(served: tuple[ServeProcess, str
             status = client.job_status(job_id)
             running = ffmpeg_under(server.data_dir)
             t = status.tasks[0]
-            return running if t["State"] == 2 and t["Progress"] >= 5 and running else None
+            return running if t["State"] == 2 and t["Progress"] >= 1 and running else None
 
         running = wait_for(encoding, 90, "the task to be encoding")
         server.kill()
