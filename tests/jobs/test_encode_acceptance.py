@@ -581,7 +581,7 @@ def test_server_killed_mid_encode_then_restarted(served: tuple[ServeProcess, str
             for path in client.download_files(out["Id"], tmp_path / "out"):
                 if path.endswith(".mp4"):
                     info = probe(path, verify=True)
-                    assert abs(info.duration - 60.0) <= 0.1 and info.video is not None, path
+                    assert abs(info.duration - 120.0) <= 0.1 and info.video is not None, path
         else:
             assert t["ErrorDetails"] and t["ErrorDetails"][0]["Message"], t
             assert files == []
