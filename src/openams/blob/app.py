@@ -323,30 +323,16 @@ class BlobApp:
 
     def _stored_policy(self, conn: Any, account: Any, req: BlobRequest, si: str
                        ) -> tuple[str, datetime | None, datetime]:
-        """A SAS `si` names a SAS Locator of an asset whose container this is."""
+        """A SAS `si` names a SAS Locator of this container's asset (the rule lives in entities)."""
         from ..db.store import Store
-        from ..entities.assets import container_name
+        from ..entities.locators import sas_grant
         from ..model import MODEL
 
-        store = Store(conn, account.id, MODEL)
-        fail = StorageError(403, "AuthenticationFailed", "Server failed to authenticate the request: the "
-                            "signed identifier (stored access policy) does not exist or has expired.")
-        try:
-            guid = str(uuid.UUID(si))
-        except ValueError:
-            raise fail from None
-        locators = MODEL.entity_set("Locators")
-        policies = MODEL.entity_set("AccessPolicies")
-        assert locators is not None and policies is not None
-        loc = store.get(locators, f"nb:lid:UUID:{guid}")
-        if loc is None or loc["Type"] != 1 or container_name(loc["AssetId"] or "") != req.container:
-            raise fail
-        policy = store.get(policies, loc["AccessPolicyId"])
-        if policy is None:
-            raise fail
-        bits = policy["Permissions"] or 0
-        perms = "".join(ch for bit, ch in ((1, "r"), (2, "w"), (4, "d"), (8, "l")) if bits & bit)
-        return perms, loc.get("StartTime"), loc["ExpirationDateTime"]
+        grant = sas_grant(Store(conn, account.id, MODEL), si, req.container)
+        if grant is None:
+            raise StorageError(403, "AuthenticationFailed", "Server failed to authenticate the request: the "
+                               "signed identifier (stored access policy) does not exist or has expired.")
+        return grant
 
     # ---- helpers -------------------------------------------------------------------------------
     async def _run(self, req: BlobRequest, need: str, op: Callable[[BlobRequest], BlobReply]) -> BlobReply:

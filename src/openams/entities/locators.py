@@ -3,6 +3,7 @@ streaming paths on the origin (Type 2, OnDemandOrigin)."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -87,3 +88,30 @@ class LocatorRules(Rules):
         expiry = changes.get("ExpirationDateTime", old["ExpirationDateTime"])
         if start is not None and expiry is not None and expiry <= start:
             raise BadRequest("Locator.ExpirationDateTime must be after StartTime.")
+
+
+# letters of an Azure SAS for each AccessPolicy permission
+SAS_LETTERS = {"Read": "r", "Write": "w", "Delete": "d", "List": "l"}
+
+
+def sas_grant(store: Any, identifier: str, container: str) -> tuple[str, datetime | None, datetime] | None:
+    """What a SAS whose `si` is `identifier` may do on `container`: (permission letters, start,
+    expiry) of the live SAS Locator of that asset, or None when no such Locator exists (deleted,
+    never created, an origin locator, or another asset's). Deleting a Locator revokes its URL."""
+    from ..model import MODEL
+
+    try:
+        guid = str(uuid.UUID(identifier))
+    except ValueError:
+        return None
+    locators, policies = MODEL.entity_set("Locators"), MODEL.entity_set("AccessPolicies")
+    assert locators is not None and policies is not None
+    loc = store.get(locators, f"nb:lid:UUID:{guid}")
+    if loc is None or loc["Type"] != SAS or container_name(loc["AssetId"] or "") != container:
+        return None
+    policy = store.get(policies, loc["AccessPolicyId"])
+    if policy is None:
+        return None
+    bits = policy["Permissions"] or 0
+    letters = "".join(SAS_LETTERS[name] for name, bit in PERMISSIONS.items() if bits & bit)
+    return letters, loc.get("StartTime"), loc["ExpirationDateTime"]
