@@ -90,7 +90,7 @@ def _new_account(runtime: Runtime, prefix: str = "acct"):  # type: ignore[no-unt
         conn.info["write"] = True
         with conn.begin():
             account = runtime.accounts.create(conn, name)
-            ensure_account_defaults(conn, account)
+            ensure_account_defaults(conn, account, runtime.settings)
     return account
 
 

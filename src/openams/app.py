@@ -1,6 +1,7 @@
 """Composes the ASGI apps and runs every listener of `openams serve` in one process.
 
-The API port serves the Operations API, token endpoints and health; the blob service has its own
+The API port serves the Operations API, token endpoints, health and the streaming origin
+(`/<locator-guid>/…`); the blob service has its own
 port (path-style URLs, as the Azure Storage SDKs expect for loopback hosts).
 """
 
@@ -28,8 +29,27 @@ async def _quiet(coro: Any) -> None:
         log.error("listener stopped: %s", exc)
 
 
+class ApiListener:
+    """The API port: streaming paths (`/<locator-guid>/…`, the cross-domain policy files) go to
+    the origin, everything else to the Operations API."""
+
+    def __init__(self, rt: Runtime) -> None:
+        from .origin.app import OriginApp
+
+        self.rest = RestApp(rt)
+        self.origin = OriginApp(rt)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        from .origin.app import is_origin_path
+
+        if scope["type"] == "http" and is_origin_path(scope["path"]):
+            await self.origin(scope, receive, send)
+        else:
+            await self.rest(scope, receive, send)
+
+
 def build_apps(rt: Runtime) -> tuple[Any, Any]:
-    return RestApp(rt), BlobApp(rt)
+    return ApiListener(rt), BlobApp(rt)
 
 
 class _Server(uvicorn.Server):

@@ -142,7 +142,7 @@ def account_create(
 
     def create(rt: Any, conn: Any) -> Any:
         account = rt.accounts.create(conn, name, key)
-        ensure_account_defaults(conn, account)
+        ensure_account_defaults(conn, account, rt.settings)
         return account
 
     _print_keys(_accounts(config, data_dir, database_url, create, write=True), as_json)
@@ -348,4 +348,4 @@ def _main(version: Annotated[bool, typer.Option("--version", help="Print the ver
 
 def main() -> None:
     app()
-from . import cli_encode, cli_worker  # noqa: E402,F401
+from . import cli_encode, cli_publish, cli_worker  # noqa: E402,F401

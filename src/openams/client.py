@@ -35,6 +35,7 @@ API_HEADERS = {"x-ms-version": "2.19", "Accept": "application/json", "DataServic
                "MaxDataServiceVersion": "3.0"}
 READ, WRITE, DELETE, LIST = 1, 2, 4, 8
 SAS_LOCATOR = 1
+ORIGIN_LOCATOR = 2
 RETRIES = 3
 
 Progress = Callable[[int], None]
@@ -226,6 +227,10 @@ class AmsClient:
         body = {"AccessPolicyId": policy_id, "AssetId": asset_id, "Type": SAS_LOCATOR}
         return self.create("Locators", body, "creating the SAS locator")
 
+    def create_origin_locator(self, asset_id: str, policy_id: str) -> dict[str, Any]:
+        body = {"AccessPolicyId": policy_id, "AssetId": asset_id, "Type": ORIGIN_LOCATOR}
+        return self.create("Locators", body, "creating the streaming locator")
+
     def create_file_infos(self, asset_id: str) -> None:
         self.api("GET", f"CreateFileInfos?assetid='{quote(asset_id, safe='')}'", "CreateFileInfos")
 
@@ -346,20 +351,33 @@ class AmsClient:
                on_start: Callable[[int, str], None] | None = None, block_size: int = BLOCK_SIZE,
                workers: int = WORKERS) -> UploadResult:
         """Upload one local file into a new asset; returns its id once the AssetFile exists."""
+        return self.upload_files([path], asset_name, progress, on_start, block_size, workers)
+
+    def upload_files(self, paths: list[str], asset_name: str | None = None, progress: Progress | None = None,
+                     on_start: Callable[[int, str], None] | None = None, block_size: int = BLOCK_SIZE,
+                     workers: int = WORKERS) -> UploadResult:
+        """Upload local files into one new asset (e.g. a set of MP4 renditions); returns its id once
+        the AssetFiles exist. On failure the unfinished asset is deleted."""
         from .entities.file_infos import mime_type
 
-        try:
-            size = os.stat(path).st_size
-        except OSError as exc:
-            raise ClientError(f"cannot read {path}: {exc.strerror}") from None
-        if not os.path.isfile(path):
-            raise ClientError(f"{path} is not a regular file.")
-        if not os.access(path, os.R_OK):
-            raise ClientError(f"cannot read {path}: permission denied.")
-        blob = blob_name_for(os.path.basename(path))
+        if not paths:
+            raise ClientError("no files to upload.")
+        sizes: list[int] = []
+        for path in paths:
+            try:
+                sizes.append(os.stat(path).st_size)
+            except OSError as exc:
+                raise ClientError(f"cannot read {path}: {exc.strerror}") from None
+            if not os.path.isfile(path):
+                raise ClientError(f"{path} is not a regular file.")
+            if not os.access(path, os.R_OK):
+                raise ClientError(f"cannot read {path}: permission denied.")
+        blobs = [blob_name_for(os.path.basename(p)) for p in paths]
+        if len(set(blobs)) != len(blobs):
+            raise ClientError("two of the files have the same name; an asset's file names must be unique.")
         started = time.monotonic()
         self.token()
-        asset = self.create_asset(asset_name or os.path.basename(path))
+        asset = self.create_asset(asset_name or os.path.basename(paths[0]))
         asset_id = asset["Id"]
         policy: dict[str, Any] | None = None
         locator: dict[str, Any] | None = None
@@ -369,14 +387,15 @@ class AmsClient:
             policy = self.create_policy(f"Upload-{uuid.uuid4()}", WRITE)
             locator = self.create_sas_locator(asset_id, policy["Id"])
             base, sas = locator["BaseUri"], locator["ContentAccessComponent"]
-            blob_base = f"{base}/{quote(blob)}{sas}"
+            for path, blob, size in zip(paths, blobs, sizes, strict=True):
+                blob_base = f"{base}/{quote(blob)}{sas}"
 
-            def blob_url(query: str) -> str:
-                return f"{blob_base}&{query}" if query else blob_base
+                def blob_url(query: str, blob_base: str = blob_base) -> str:
+                    return f"{blob_base}&{query}" if query else blob_base
 
-            if on_start:
-                on_start(size, blob)
-            self.upload_blob(path, blob_url, size, mime_type(blob), progress, block_size, workers)
+                if on_start:
+                    on_start(size, blob)
+                self.upload_blob(path, blob_url, size, mime_type(blob), progress, block_size, workers)
             self.create_file_infos(asset_id)
             ok = True
         finally:
@@ -392,7 +411,7 @@ class AmsClient:
                     self.delete(set_name, key, what)
                 except ClientError as exc:
                     warnings.append(exc.message)
-        return UploadResult(asset_id, blob, size, time.monotonic() - started, warnings)
+        return UploadResult(asset_id, blobs[0], sum(sizes), time.monotonic() - started, warnings)
 
     # ---- jobs (used by `openams encode` and bench/encode.py) ----------------------------------------
     def _call(self, method: str, path: str, what: str, body: dict[str, Any] | None = None) -> httpx.Response:

@@ -65,6 +65,8 @@ class Settings:
     s3_region: str = "us-east-1"
     s3_access_key: str = ""
     s3_secret_key: str = ""
+    origin_cache_mb: int = 256
+    """Memory the streaming origin keeps built segments and manifests in (an LRU, like a CDN edge)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -118,6 +120,7 @@ _ENV = {
     "s3_region": "OPENAMS_S3_REGION",
     "s3_access_key": "OPENAMS_S3_ACCESS_KEY",
     "s3_secret_key": "OPENAMS_S3_SECRET_KEY",
+    "origin_cache_mb": "OPENAMS_ORIGIN_CACHE_MB",
 }
 
 

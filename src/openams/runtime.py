@@ -86,7 +86,7 @@ class Runtime:
                     created = self.accounts.create(conn, DEV_ACCOUNT_NAME, DEV_ACCOUNT_KEY)
                 # ids and names only: starting must not depend on decrypting every account's keys
                 for account in self.accounts.identities(conn):
-                    ensure_account_defaults(conn, account)
+                    ensure_account_defaults(conn, account, self.settings)
         return created
 
     def authenticate(self, conn: Connection, header: str | None, base_url: str) -> Account:

@@ -99,8 +99,19 @@ def _entity_table(md: MetaData, model: Model, es: EntitySet) -> Table:
     return Table(name, md, *cols, *args)  # type: ignore[arg-type]
 
 
+GLOBAL_KEYS: frozenset[str] = frozenset({"Locators"})
+"""Sets whose key is unique across all accounts, not only within one: the streaming origin finds a
+locator by the GUID in the URL before it knows the account (a unique index on the key alone)."""
+
+
 def build(md: MetaData, model: Model) -> dict[str, Table]:
-    return {es.name: _entity_table(md, model, es) for es in model.entity_sets}
+    tables = {es.name: _entity_table(md, model, es) for es in model.entity_sets}
+    for name in sorted(GLOBAL_KEYS):
+        es = model.entity_set(name)
+        assert es is not None
+        table = tables[name]
+        Index(f"ix_{table.name}_{es.entity_type.key.lower()}_global", table.c[es.entity_type.key], unique=True)
+    return tables
 
 
 ENTITY_TABLES: dict[str, Table] = build(metadata, MODEL)

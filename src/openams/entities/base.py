@@ -32,11 +32,14 @@ class Ctx:
     storage: Any = None
     """The blob backend (`storage.base.BlobBackend`); None where no blob work can happen."""
     content_ids: dict[str, str] = field(default_factory=dict)
+    """Inside a `$batch` changeset: Content-ID → URL of the entity that part created (`$1` refs)."""
     on_job_submitted: Any = None
     """Called with a job id once it is queued (wakes the runner); None where nothing runs jobs."""
     on_job_canceled: Any = None
     """Called with a job id after CancelJob (lets a runner stop its processor at once)."""
-    """Inside a `$batch` changeset: Content-ID → URL of the entity that part created (`$1` refs)."""
+    operation_id: str | None = None
+    """The long-running Operation (`nb:opid:UUID:…`) this request started, if any: the surface then
+    answers 202 Accepted with an `operation-id` header (streaming endpoints, channels, programs)."""
     model: Model = field(default_factory=lambda: MODEL)
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
 
@@ -67,6 +70,11 @@ class Rules:
         self.entity_set = entity_set
 
     # hooks -------------------------------------------------------------------------------------
+    def new_key(self, ctx: Ctx, values: dict[str, Any]) -> Any:
+        """The key of a new entity when the set composes it from other values (AssetFilters:
+        `<ParentAssetId>__###__<Name>`); None means the generic rule (client key or a new GUID)."""
+        return None
+
     def check_verb(self, verb: str) -> None:
         allowed = {"create": self.can_create, "update": self.can_update, "delete": self.can_delete}
         if not allowed.get(verb, True):

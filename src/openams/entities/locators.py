@@ -1,5 +1,11 @@
 """Locators: time-limited entry points to an asset — SAS URLs for upload/download (Type 1) and
-streaming paths on the origin (Type 2, OnDemandOrigin)."""
+streaming paths on the origin (Type 2, OnDemandOrigin).
+
+An origin locator's Path is `<default streaming endpoint>/<locator GUID>/`. The origin finds a
+locator by that GUID alone, before it knows the account, so locator ids are unique across every
+account (a client-chosen id another account already uses is refused with 409, without saying whose
+it is). `find_locator_in_any_account` is the one query that looks at locators of all accounts.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +13,44 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import Connection, select
+
 from ..auth.sas import container_sas
 from ..errors import BadRequest, Conflict, NotFound
 from ..odata.payload import EntityPayload
 from .access_policies import PERMISSIONS
 from .assets import container_name
 from .base import Ctx, Rules, guid_of
+from .streaming_endpoints import origin_base_url
 
 SAS, ON_DEMAND_ORIGIN = 1, 2
 MAX_LIVE_LOCATORS = 5
+PREFIX = "nb:lid:UUID:"
+
+
+def find_locator_in_any_account(conn: Connection, guid: str) -> tuple[str, dict[str, Any]] | None:
+    """(account id, locator) of the locator whose id carries `guid`, whichever account owns it.
+
+    Deliberately unscoped — the one place that reads locators across accounts: the origin resolves
+    `/<guid>/…` before it knows an account, and creating a locator checks that its id is free
+    everywhere. Clients may choose ids, so the GUID is matched as given, lower- and upper-case (one
+    indexed lookup; ids are unique across accounts, see db.tables.GLOBAL_KEYS)."""
+    from ..db.store import Store
+    from ..db.tables import ENTITY_TABLES
+    from ..model import MODEL
+
+    try:
+        canonical = str(uuid.UUID(guid))
+    except ValueError:
+        return None
+    ids = {f"{PREFIX}{guid}", f"{PREFIX}{canonical}", f"{PREFIX}{canonical.upper()}"}
+    t = ENTITY_TABLES["Locators"]
+    row = conn.execute(select(t).where(t.c.Id.in_(sorted(ids))).limit(1)).first()
+    if row is None:
+        return None
+    es = MODEL.entity_set("Locators")
+    assert es is not None
+    return row.account_id, Store(conn, row.account_id, MODEL).to_entity(es, row)
 
 
 def _expiry(start: datetime, minutes: float) -> datetime:
@@ -50,6 +85,9 @@ class LocatorRules(Rules):
         live = [loc for loc in self._asset_locators(ctx, asset["Id"]) if loc["ExpirationDateTime"] > ctx.now]
         if len(live) >= MAX_LIVE_LOCATORS:
             raise Conflict(f"The asset already has {MAX_LIVE_LOCATORS} locators in use; delete one first.")
+        if find_locator_in_any_account(ctx.store.conn, guid_of(values["Id"])) is not None:
+            raise Conflict(f"The locator id '{values['Id']}' is already taken; choose another GUID or let the "
+                           "service generate the id.")
         start = values.get("StartTime") or ctx.now
         values["ExpirationDateTime"] = _expiry(start, policy["DurationInMinutes"])
         self._fill_urls(ctx, values, asset)
@@ -67,7 +105,7 @@ class LocatorRules(Rules):
                                 start=values.get("StartTime"), expiry=values["ExpirationDateTime"])
             values.update(BaseUri=base, ContentAccessComponent=sas, Path=base + sas)
         else:
-            base = ctx.settings.api_base
+            base = origin_base_url(ctx.settings, ctx.account.name)
             values.update(BaseUri=base, ContentAccessComponent=guid, Path=f"{base}/{guid}/")
 
     def on_update(self, ctx: Ctx, old: dict[str, Any], changes: dict[str, Any]) -> None:

@@ -21,11 +21,14 @@ def _rule_classes() -> dict[str, type[Rules]]:
         access_policies,
         assets,
         files,
+        filters,
         jobs,
         locators,
         media_processors,
+        operations,
         reserved_units,
         storage_accounts,
+        streaming_endpoints,
     )
 
     classes: list[type[Rules]] = [
@@ -41,6 +44,10 @@ def _rule_classes() -> dict[str, type[Rules]]:
         jobs.JobTemplateRules,
         jobs.TaskTemplateRules,
         jobs.NotificationEndPointRules,
+        operations.OperationRules,
+        streaming_endpoints.StreamingEndpointRules,
+        filters.FilterRules,
+        filters.AssetFilterRules,
     ]
     return {c.set_name: c for c in classes}
 

@@ -262,7 +262,13 @@ def create(ctx: Ctx, es: EntitySet, payload: EntityPayload,
                 continue
             children.append((nav, target, item))
 
-    key = _new_key(ctx, es, values)
+    if parent is not None:
+        _p_es, p_key, p_nav = parent
+        if p_nav.reverse_fk:
+            values[p_nav.reverse_fk] = p_key
+    key = rules.new_key(ctx, values)
+    if key is None:
+        key = _new_key(ctx, es, values)
     values[et.key] = key
     if ctx.store.exists(es, key):
         raise Conflict(f"A {et.name} with {et.key} '{key}' already exists.")
@@ -275,10 +281,6 @@ def create(ctx: Ctx, es: EntitySet, payload: EntityPayload,
         p = et.property(stamp)
         if p is not None and p.computed and p.type == "Edm.DateTime":
             values[stamp] = ctx.now
-    if parent is not None:
-        _p_es, p_key, p_nav = parent
-        if p_nav.reverse_fk:
-            values[p_nav.reverse_fk] = p_key
     rules.on_create(ctx, values, payload)
     for prop in et.properties:
         if prop.required and values.get(prop.name) in (None, ""):

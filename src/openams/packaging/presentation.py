@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 from defusedxml import ElementTree as SafeET
 
@@ -40,6 +41,12 @@ class PresentedTrack:
     @property
     def view(self) -> TrackView:
         return TrackView(self.info, self.segments)
+
+    @cached_property
+    def dts_shift(self) -> int:
+        """Ticks to take off decode times so that no composition offset is negative (MPEG-TS needs
+        PTS ≥ DTS; MP4s written with negative ctts offsets would break that)."""
+        return max(0, -min(self.table.cts_offsets, default=0))
 
 
 @dataclass(frozen=True)

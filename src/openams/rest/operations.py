@@ -202,6 +202,8 @@ def execute(ctx: Ctx, req: ApiRequest) -> Reply:
             raw = jsonfmt.read_parameters(req.body) if req.body.strip() else {}
             raw.update(params)
             result = service.call(ctx, fn, service.function_params(fn, raw, literals=False), (es, rp.key))
+            if ctx.operation_id:
+                return _accepted(ctx)
             if fn.return_type is None or result is None:
                 return Reply(204, [("DataServiceVersion", DSV)])
             return ok(200, writer.function_result(wctx, fn.name, fn.return_type, result), "function")
@@ -211,7 +213,7 @@ def execute(ctx: Ctx, req: ApiRequest) -> Reply:
             raise MethodNotAllowed(f"{method} updates one entity addressed as Set('key').")
         service.update(ctx, es, rp.key, _read_payload(req, ctx, rp), replace=method == "PUT",
                        if_match=req.headers.get("if-match"))
-        return Reply(204, [("DataServiceVersion", DSV)])
+        return _accepted(ctx) if ctx.operation_id else Reply(204, [("DataServiceVersion", DSV)])
     if method == "DELETE":
         if rp.kind == "links":
             service.remove_link(ctx, es, rp.key, rp.links_nav or "", rp.links_key)
@@ -219,17 +221,28 @@ def execute(ctx: Ctx, req: ApiRequest) -> Reply:
         if rp.kind != "entity" or rp.navigation:
             raise MethodNotAllowed("DELETE removes one entity addressed as Set('key').")
         service.delete(ctx, es, rp.key, params, if_match=req.headers.get("if-match"))
-        return Reply(204, [("DataServiceVersion", DSV)])
+        return _accepted(ctx) if ctx.operation_id else Reply(204, [("DataServiceVersion", DSV)])
     raise MethodNotAllowed(f"The method {method} is not supported.")
+
+
+def _accepted(ctx: Ctx) -> Reply:
+    """202: the request started a long-running operation; the client polls Operations('<id>')."""
+    assert ctx.operation_id
+    return Reply(202, [("DataServiceVersion", DSV), ("operation-id", ctx.operation_id)])
 
 
 def _created(ctx: Ctx, es: Any, entity: dict[str, Any], writer: Any, wctx: WriteContext, ok: Any,
              req: ApiRequest) -> Reply:
     location = wctx.entity_url(es, entity[es.entity_type.key])
     extra = [("Location", location), ("ETag", service.etag(entity))]
+    status = 201
+    if ctx.operation_id:  # long-running create: 202 + operation-id, with the entity as created
+        extra.append(("operation-id", ctx.operation_id))
+        status = 202
     if "return-no-content" in req.headers.get("prefer", ""):
-        return Reply(204, [("DataServiceVersion", DSV), *extra, ("Preference-Applied", "return-no-content")])
-    return ok(201, writer.entry(wctx, es, entity), "entry", extra)
+        return Reply(204 if status == 201 else status,
+                     [("DataServiceVersion", DSV), *extra, ("Preference-Applied", "return-no-content")])
+    return ok(status, writer.entry(wctx, es, entity), "entry", extra)
 
 
 def _get(ctx: Ctx, rp: ResourcePath, opts: service.QueryOptions, writer: Any, wctx: WriteContext, ok: Any

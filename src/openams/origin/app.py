@@ -1,0 +1,273 @@
+"""The streaming endpoint's HTTP surface: `/<locator-guid>/…` on the API listener.
+
+Per request: parse the URL grammar (`urls.py`), find the locator, its asset and the endpoint
+that serves this Host (cached for a second), enforce the endpoint's state and IP allow-list,
+then hand the work to `OriginService` in a worker thread and send the result as one body with
+content type, length, ETag, Last-Modified, Cache-Control and CORS headers. Conditional GETs get
+304, progressive downloads honour byte ranges, manifests are gzipped when the client asks.
+Failures answer a JSON error body with a status and a code — never a traceback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import logging
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl
+
+import anyio
+
+from ..entities import origin_lookup
+from ..errors import ApiError
+from ..packaging.mpegts import TsMuxError
+from .cache import TtlCache
+from .http import Response, error, http_date, maybe_gzip, not_modified, parse_range, preflight
+from .service import AssetRef, Built, OriginError, OriginService
+from .urls import MAX_FILTERS, OriginRequest, UrlError, parse
+
+log = logging.getLogger("openams.origin")
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+POLICY_FILES = {"/crossdomain.xml": "CrossDomainPolicy", "/clientaccesspolicy.xml": "ClientAccessPolicy"}
+DEFAULT_SEGMENT_MAX_AGE = 86_400
+DEFAULT_MANIFEST_MAX_AGE = 2
+"""VOD manifests change when filters or files change; players re-read them rarely anyway."""
+MAX_PROGRESSIVE_CHUNK = 4 << 20
+
+
+def is_origin_path(path: str) -> bool:
+    """True for the paths this surface owns (the API listener routes them here)."""
+    if path in POLICY_FILES:
+        return True
+    first = path[1:].split("/", 1)[0]
+    return bool(GUID.match(first)) and "/" in path[1:]
+
+
+class OriginApp:
+    def __init__(self, runtime: Any, service: OriginService | None = None) -> None:
+        self.rt = runtime
+        settings = runtime.settings
+        self.service = service or OriginService(
+            runtime.storage, settings.data_dir / "origin-index",
+            cache_bytes=int(getattr(settings, "origin_cache_mb", 256)) << 20)
+        self.targets: TtlCache[Any] = TtlCache(1.0)
+        self.filters: TtlCache[Any] = TtlCache(1.0)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        method = scope["method"].upper()
+        request_id = str(uuid.uuid4())
+        try:
+            if method == "OPTIONS":
+                response = preflight(headers)
+            elif method not in ("GET", "HEAD"):
+                response = error(405, "MethodNotAllowed", "The streaming endpoint answers GET, HEAD and OPTIONS.")
+                response.headers.append(("Allow", "GET, HEAD, OPTIONS"))
+            else:
+                response = await self._get(scope, headers)
+        except Exception:
+            log.exception("unhandled error in streaming request %s", request_id)
+            response = error(500, "InternalError", f"An unexpected error occurred (request id {request_id}).")
+        response.headers += [("request-id", request_id), ("Access-Control-Allow-Origin", "*"),
+                             ("Access-Control-Expose-Headers", "Content-Length, Content-Range, ETag, request-id")]
+        await _send(send, response, head=method == "HEAD")
+
+    async def _get(self, scope: Scope, headers: dict[str, str]) -> Response:
+        path = scope["path"]
+        host = headers.get("host", "")
+        if path in POLICY_FILES:
+            return await anyio.to_thread.run_sync(self._policy_file, host, POLICY_FILES[path])
+        raw = (scope.get("raw_path") or path.encode()).decode("latin-1")
+        guid, _, rest = raw[1:].partition("/")
+        if not GUID.match(guid):
+            return error(404, "LocatorNotFound", f"'{guid}' is not a locator id (a GUID)")
+        try:
+            req = with_query_filters(parse(rest), scope.get("query_string", b""))
+        except UrlError as exc:
+            return error(exc.status, "InvalidStreamingUrl", str(exc))
+        return await anyio.to_thread.run_sync(self._serve, guid.lower(), host, req, headers, scope)
+
+    # ---- worker thread ----------------------------------------------------------------------------
+    def _target(self, guid: str, host: str) -> Any:
+        key = (guid, host.lower())
+        hit, target = self.targets.get(key)
+        if not hit:
+            target = origin_lookup.find_origin_target(self.rt.engine, guid, host, datetime.now(UTC))
+            self.targets.put(key, target)
+        return target
+
+    def _filters(self, target: Any, names: tuple[str, ...]) -> list[dict[str, Any]]:
+        if not names:
+            return []
+        key = (target.asset.id, names)
+        hit, found = self.filters.get(key)
+        if not hit:
+            found = origin_lookup.find_filters(self.rt.engine, target.account_id, target.asset.id, list(names))
+            self.filters.put(key, found)
+        return list(found or [])
+
+    def _serve(self, guid: str, host: str, req: OriginRequest, headers: dict[str, str], scope: Scope) -> Response:
+        target = self._target(guid, host)
+        if target is None:
+            return error(404, "LocatorNotFound", "No streaming locator with this id is active (it may never have "
+                         "existed, have expired, not have started yet, or have been deleted).")
+        endpoint = target.endpoint
+        refusal = _check_endpoint(endpoint, scope)
+        if refusal is not None:
+            return refusal
+        ref = _asset_ref(target)
+        try:
+            if req.kind == "file":
+                return self._progressive(ref, req.name, headers, target)
+            filters = self._filters(target, req.params.filters)
+            if req.params.encryption is not None:
+                return error(501, "NotImplemented", "Dynamic encryption (encryption=…) is not built yet.")
+            built = self.service.build(ref, req, filters)
+        except OriginError as exc:
+            return error(exc.status, exc.code, exc.message)
+        except UrlError as exc:
+            return error(exc.status, "InvalidStreamingUrl", str(exc))
+        except ApiError as exc:
+            return error(exc.status, exc.code, exc.message)
+        except TsMuxError as exc:
+            return error(500, "UnstreamableFile", f"the segment cannot be packaged: {exc}")
+        return _respond(built, headers, target, ref)
+
+    def _progressive(self, ref: AssetRef, name: str, headers: dict[str, str], target: Any) -> Response:
+        size, etag, read = self.service.progressive(ref, name)
+        base = [("Content-Type", "video/mp4" if name.lower().endswith((".mp4", ".m4v")) else
+                 "application/octet-stream"), ("ETag", etag), ("Accept-Ranges", "bytes"),
+                ("Cache-Control", _cache_control(target, True))]
+        if ref.last_modified is not None:
+            base.append(("Last-Modified", http_date(ref.last_modified)))
+        if not_modified(headers, etag, ref.last_modified):
+            return Response(304, base)
+        wanted = parse_range(headers.get("range", ""), size)
+        if headers.get("if-range") and headers["if-range"] != etag:
+            wanted = None
+        if wanted == "unsatisfiable":
+            return Response(416, [*base, ("Content-Range", f"bytes */{size}")])
+        if wanted is None:
+            start, end, status = 0, size - 1, 200
+        else:
+            assert isinstance(wanted, tuple)
+            start, end, status = wanted[0], wanted[1], 206
+            base.append(("Content-Range", f"bytes {start}-{end}/{size}"))
+        if end - start + 1 <= MAX_PROGRESSIVE_CHUNK:
+            return Response(status, base, read(start, end - start + 1) if size else b"")
+        chunks = self.service.storage.read(ref.storage_account, ref.container, name, start, end)
+        return Response(status, base, stream=chunks, length=end - start + 1)
+
+    def _policy_file(self, host: str, prop: str) -> Response:
+        endpoint = origin_lookup.endpoint_for_host(self.rt.engine, host)
+        policies = (getattr(endpoint, "cross_site_access_policies", None) or {}) if endpoint else {}
+        body = policies.get(prop) if isinstance(policies, dict) else None
+        if not body:
+            return error(404, "PolicyNotFound", f"The streaming endpoint has no {prop} configured.")
+        return Response(200, [("Content-Type", "text/xml; charset=utf-8"), ("Cache-Control", "max-age=3600")],
+                        body.encode())
+
+
+def with_query_filters(req: OriginRequest, query: bytes) -> OriginRequest:
+    """Playlists and MPDs carry their filters to sub-requests as `?filter=a;b`; a segment is the
+    same whatever the filter, so fragments drop them (one cache entry per segment)."""
+    if req.kind == "fragment":
+        return dataclasses.replace(req, params=dataclasses.replace(req.params, filters=()))
+    if not query or req.params.filters:
+        return req
+    values = [v for k, v in parse_qsl(query.decode("latin-1"), keep_blank_values=True) if k.lower() == "filter"]
+    if not values:
+        return req
+    names = tuple(n.strip() for n in values[-1].split(";"))
+    if not all(names) or len(names) > MAX_FILTERS:
+        raise UrlError(f"?filter= must name 1 to {MAX_FILTERS} filters separated by ';'")
+    return dataclasses.replace(req, params=dataclasses.replace(req.params, filters=names))
+
+
+def _asset_ref(target: Any) -> AssetRef:
+    asset = target.asset
+    files = tuple(sorted((f.name, int(f.size or 0), str(f.last_modified or "")) for f in target.files))
+    return AssetRef(asset.id, asset.storage_account_name, asset.container, files,
+                    getattr(asset, "last_modified", None))
+
+
+def _check_endpoint(endpoint: Any, scope: Scope) -> Response | None:
+    if endpoint is None:
+        return error(404, "StreamingEndpointNotFound", "No streaming endpoint of the account serves this host name.")
+    if endpoint.state != "Running":
+        return error(403, "StreamingEndpointNotRunning",
+                     f"The streaming endpoint '{endpoint.name}' is {endpoint.state}; start it to stream.")
+    allow = endpoint.ip_allow
+    if allow is not None:
+        client = (scope.get("client") or ("", 0))[0]
+        try:
+            address = ipaddress.ip_address(client)
+        except ValueError:
+            address = None
+        if address is None or not any(address in net for net in allow):
+            return error(403, "IpNotAllowed", f"The streaming endpoint does not accept requests from {client}.")
+    return None
+
+
+def _cache_control(target: Any, segment: bool) -> str:
+    max_age = target.endpoint.cache_max_age
+    if max_age is None:
+        max_age = DEFAULT_SEGMENT_MAX_AGE if segment else DEFAULT_MANIFEST_MAX_AGE
+    expiry = target.locator.expiration
+    if expiry is not None:  # never let a cache serve content past the locator's expiry
+        if expiry.tzinfo is None:
+            expiry = expiry.replace(tzinfo=UTC)
+        max_age = max(0, min(max_age, int((expiry - datetime.now(UTC)).total_seconds())))
+    return f"public, max-age={max_age}" + (", immutable" if segment else "")
+
+
+def _respond(built: Built, headers: dict[str, str], target: Any, ref: AssetRef) -> Response:
+    base = [("Content-Type", built.content_type), ("ETag", built.etag),
+            ("Cache-Control", _cache_control(target, built.cacheable))]
+    if ref.last_modified is not None:
+        base.append(("Last-Modified", http_date(ref.last_modified)))
+    if not built.cacheable:
+        base.append(("Vary", "Accept-Encoding"))
+    if not_modified(headers, built.etag, ref.last_modified):
+        return Response(304, base)
+    body = built.body
+    if not built.cacheable:
+        body, zipped = maybe_gzip(headers, body)
+        if zipped:
+            base.append(("Content-Encoding", "gzip"))
+    return Response(200, base, body)
+
+
+async def _send(send: Send, response: Response, head: bool) -> None:
+    headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.headers]
+    length = response.length if response.stream is not None else len(response.body)
+    if response.status != 304:
+        headers.append((b"content-length", str(length).encode()))
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    if response.stream is None or head:
+        close = getattr(response.stream, "close", None)
+        if close is not None:
+            close()
+        await send({"type": "http.response.body", "body": b"" if head or response.status == 304 else response.body})
+        return
+    chunks = response.stream
+    try:
+        while True:
+            chunk = await anyio.to_thread.run_sync(next, chunks, None)
+            if chunk is None:
+                break
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()

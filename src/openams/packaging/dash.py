@@ -1,0 +1,298 @@
+"""MPEG-DASH MPDs in the AMS dynamic-packaging shapes (`mpd-time-csf`, `mpd-time-cmaf`).
+
+A static (VOD) MPD with one Period, `SegmentTemplate` + `SegmentTimeline` addressing (spec §2.2).
+URLs are relative to `<name>.ism/`, where the MPD itself is served (spec §2.3):
+
+- media:          `QualityLevels($Bandwidth$)/Fragments(<track name>=$Time$,format=<fmt>)`
+- initialization: `QualityLevels($Bandwidth$)/Fragments(<track name>=i,format=<fmt>)`
+
+`$Time$` is the segment's presentation time in the **track's own timescale** (the template's
+`timescale` is the track's), so the origin finds the segment by exact match. `$Bandwidth$` is each
+Representation's `bandwidth`, i.e. the track's bitrate: the URL only identifies a track if no two
+tracks share a (name, bitrate) pair. The origin's indexer must guarantee that (nudge a bitrate by
+1 bps when needed); `mpd` raises ValueError otherwise rather than serve ambiguous URLs.
+
+When a filter has trimmed the start, the first segment no longer starts at 0; a
+`presentationTimeOffset` equal to the presentation's first time is set so the Period still
+starts at 0 and `mediaPresentationDuration` matches what is listed.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Literal
+
+from lxml import etree
+
+from openams.packaging.filters import normalize_language
+from openams.packaging.model import TrackInfo, TrackView
+from openams.packaging.smooth import check_url_keys, track_name
+
+__all__ = [
+    "DASH_FORMATS",
+    "DashContentProtection",
+    "DashFormat",
+    "frame_rate",
+    "iso_duration",
+    "mpd",
+    "timeline_entries",
+]
+
+DashFormat = Literal["mpd-time-csf", "mpd-time-cmaf"]
+DASH_FORMATS: tuple[str, ...] = ("mpd-time-csf", "mpd-time-cmaf")
+
+MPD_NS = "urn:mpeg:dash:schema:mpd:2011"
+CENC_NS = "urn:mpeg:cenc:2013"
+MSPR_NS = "urn:microsoft:playready"
+PROFILE_LIVE = "urn:mpeg:dash:profile:isoff-live:2011"
+PROFILE_CMAF = "urn:mpeg:dash:profile:cmaf:2019"
+CHANNEL_SCHEME = "urn:mpeg:dash:23003:3:audio_channel_configuration:2011"
+ROLE_SCHEME = "urn:mpeg:dash:role:2011"
+
+_STANDARD_RATES = [Fraction(24000, 1001), Fraction(24), Fraction(25), Fraction(30000, 1001), Fraction(30),
+                   Fraction(48), Fraction(50), Fraction(60000, 1001), Fraction(60), Fraction(15),
+                   Fraction(12), Fraction(25, 2), Fraction(100), Fraction(120000, 1001), Fraction(120)]
+
+
+@dataclass(frozen=True)
+class DashContentProtection:
+    """One `<ContentProtection>` descriptor, repeated in every audio/video AdaptationSet.
+
+    For the `mp4protection` descriptor give `scheme_id_uri="urn:mpeg:dash:mp4protection:2011"`,
+    `value="cenc"` or `"cbcs"` and `default_kid` (UUID form); for a DRM system its
+    `urn:uuid:<system id>` and optionally the `pssh` box (→ `cenc:pssh`) and a PlayReady Object
+    (→ `mspr:pro`).
+    """
+
+    scheme_id_uri: str
+    value: str | None = None
+    default_kid: str | None = None
+    pssh: bytes | None = None
+    pro: bytes | None = None
+
+
+def frame_rate(view: TrackView) -> Fraction | None:
+    """A video track's frame rate: `extra["frame_rate"]` when the indexer recorded one (`25`,
+    `30000/1001`), else samples per second over all but the last segment (whose last frame is
+    often stretched to the audio end), snapped to a standard rate when within 0.2 %."""
+    given = view.info.extra.get("frame_rate")
+    if given:
+        try:
+            rate = Fraction(given)
+        except (ValueError, ZeroDivisionError):
+            rate = None
+        if rate and rate > 0:
+            return rate
+    segments = view.segments[:-1] if len(view.segments) > 1 else view.segments
+    samples = sum(s.sample_count for s in segments)
+    duration = sum(s.duration for s in segments)
+    if view.info.kind != "video" or samples <= 0 or duration <= 0:
+        return None
+    rate = Fraction(samples * view.info.timescale, duration)
+    for standard in _STANDARD_RATES:
+        if abs(rate - standard) <= standard * Fraction(2, 1000):
+            return standard
+    return rate.limit_denominator(1001)
+
+
+def _rate_text(rate: Fraction) -> str:
+    return str(rate.numerator) if rate.denominator == 1 else f"{rate.numerator}/{rate.denominator}"
+
+
+def iso_duration(seconds: Fraction | float) -> str:
+    """An xs:duration in seconds, to the millisecond: `PT10.03S`, `PT0S`."""
+    ms = round(Fraction(seconds) * 1000)
+    whole, frac = divmod(ms, 1000)
+    text = f"{whole}.{frac:03d}".rstrip("0").rstrip(".") if frac else str(whole)
+    return f"PT{text}S"
+
+
+def timeline_entries(view: TrackView) -> list[tuple[int | None, int, int]]:
+    """`(t, d, r)` of the `<S>` elements: runs of equal, contiguous durations are one entry with
+    `r` extra repeats; `t` is given on the first entry and after any gap or overlap, else None."""
+    entries: list[list[int | None]] = []
+    expected: int | None = None
+    for seg in view.segments:
+        if entries and seg.start == expected and entries[-1][1] == seg.duration:
+            entries[-1][2] += 1  # type: ignore[operator]
+        else:
+            entries.append([seg.start if seg.start != expected else None, seg.duration, 0])
+        expected = seg.start + seg.duration
+    return [(e[0], e[1], e[2]) for e in entries]  # type: ignore[misc]
+
+
+def _family(info: TrackInfo) -> str:
+    """Codec family, so renditions a player cannot switch between seamlessly (AVC vs HEVC) land
+    in separate AdaptationSets."""
+    head = (info.codec.split(".")[0] or info.fourcc).lower()
+    return {"avc3": "avc1", "hev1": "hvc1", "ec+3": "ec-3"}.get(head, head)
+
+
+def _sets(tracks: Sequence[TrackView]) -> list[list[TrackView]]:
+    """AdaptationSets: tracks grouped by (kind, name, language, codec family); video first, then
+    audio, then text, each in first-seen order; representations by descending bitrate."""
+    groups: dict[tuple[str, str, str, str], list[TrackView]] = {}
+    for view in tracks:
+        info = view.info
+        key = (info.kind, track_name(info), normalize_language(info.language), _family(info))
+        groups.setdefault(key, []).append(view)
+    order = {"video": 0, "audio": 1, "text": 2}
+    keys = sorted(groups, key=lambda k: order.get(k[0], 3))  # stable: first-seen order within a kind
+    return [sorted(groups[k], key=lambda v: -v.info.bitrate) for k in keys]
+
+
+def _mime(kind: str) -> str:
+    return {"video": "video/mp4", "audio": "audio/mp4"}.get(kind, "application/mp4")
+
+
+def _template(parent: etree._Element, view: TrackView, fmt: str, query: str, pto: int) -> None:
+    name = track_name(view.info)
+    suffix = ("?" + query.replace("$", "$$")) if query else ""
+    el = etree.SubElement(parent, "SegmentTemplate")
+    el.set("timescale", str(view.info.timescale))
+    if pto:
+        el.set("presentationTimeOffset", str(pto))
+    el.set("media", f"QualityLevels($Bandwidth$)/Fragments({name}=$Time$,format={fmt}){suffix}")
+    el.set("initialization", f"QualityLevels($Bandwidth$)/Fragments({name}=i,format={fmt}){suffix}")
+    timeline = etree.SubElement(el, "SegmentTimeline")
+    for t, d, r in timeline_entries(view):
+        s = etree.SubElement(timeline, "S")
+        if t is not None:
+            s.set("t", str(t))
+        s.set("d", str(d))
+        if r:
+            s.set("r", str(r))
+
+
+def _protection(parent: etree._Element, items: Sequence[DashContentProtection]) -> None:
+    for item in items:
+        el = etree.SubElement(parent, "ContentProtection")
+        el.set("schemeIdUri", item.scheme_id_uri)
+        if item.value:
+            el.set("value", item.value)
+        if item.default_kid:
+            el.set(f"{{{CENC_NS}}}default_KID", item.default_kid)
+        if item.pssh:
+            etree.SubElement(el, f"{{{CENC_NS}}}pssh").text = base64.b64encode(item.pssh).decode("ascii")
+        if item.pro:
+            etree.SubElement(el, f"{{{MSPR_NS}}}pro").text = base64.b64encode(item.pro).decode("ascii")
+
+
+def mpd(
+    tracks: Sequence[TrackView],
+    *,
+    fmt: DashFormat,
+    duration_seconds: float | None = None,
+    base_query: str = "",
+    content_protection: Sequence[DashContentProtection] = (),
+) -> str:
+    """The MPD for a VOD presentation.
+
+    One AdaptationSet per (kind, track name, language, codec family) — in practice one for all
+    video rungs and one per audio language; the default (first) audio set has Role `main`, other
+    audio sets `alternate`. The SegmentTemplate sits on the AdaptationSet when every
+    Representation shares one timeline and timescale (the usual GOP-aligned ladder), else on each
+    Representation. `duration_seconds` overrides the computed duration (last segment end minus
+    the presentation's first time). `base_query` is appended to every segment URL as `?…`.
+    """
+    if fmt not in DASH_FORMATS:
+        raise ValueError(f"not a DASH format: {fmt!r} (expected one of {', '.join(DASH_FORMATS)})")
+    live = [t for t in tracks if t.segments and t.info.kind in ("video", "audio", "text")]
+    check_url_keys(live)
+    query = base_query.lstrip("?")
+    first = min((Fraction(t.segments[0].start, t.info.timescale) for t in live), default=Fraction(0))
+    first = max(first, Fraction(0))
+    last = max((Fraction(t.end, t.info.timescale) for t in live), default=Fraction(0))
+    duration = Fraction(duration_seconds) if duration_seconds is not None else last - first
+    longest = max((Fraction(s.duration, t.info.timescale) for t in live for s in t.segments), default=Fraction(0))
+
+    nsmap: dict[str | None, str] = {None: MPD_NS}
+    if any(p.default_kid or p.pssh for p in content_protection):
+        nsmap["cenc"] = CENC_NS
+    if any(p.pro for p in content_protection):
+        nsmap["mspr"] = MSPR_NS
+    root = etree.Element("MPD", nsmap=nsmap)
+    root.set("type", "static")
+    root.set("profiles", PROFILE_LIVE + ("," + PROFILE_CMAF if fmt == "mpd-time-cmaf" else ""))
+    root.set("mediaPresentationDuration", iso_duration(duration))
+    root.set("maxSegmentDuration", iso_duration(longest))
+    root.set("minBufferTime", "PT2S")
+    period = etree.SubElement(root, "Period")
+    period.set("id", "0")
+    period.set("start", "PT0S")
+
+    main_audio_done = False
+    for set_index, group in enumerate(_sets(live)):
+        head = group[0].info
+        kind = head.kind
+        aset = etree.SubElement(period, "AdaptationSet")
+        aset.set("id", str(set_index))
+        aset.set("contentType", kind)
+        aset.set("mimeType", _mime(kind))
+        aset.set("segmentAlignment", "true")
+        aset.set("startWithSAP", "1")
+        language = normalize_language(head.language)
+        if kind != "video" and language != "und":
+            aset.set("lang", language)
+        if kind == "video":
+            aset.set("maxWidth", str(max(v.info.width for v in group)))
+            aset.set("maxHeight", str(max(v.info.height for v in group)))
+            rates = [r for r in (frame_rate(v) for v in group) if r]
+            if rates:
+                aset.set("maxFrameRate", _rate_text(max(rates)))
+        if kind in ("video", "audio"):
+            _protection(aset, content_protection)
+        role = "main"
+        if kind == "audio":
+            role = "alternate" if main_audio_done else "main"
+            main_audio_done = True
+        elif kind == "text":
+            role = "subtitle"
+        etree.SubElement(aset, "Role", schemeIdUri=ROLE_SCHEME, value=role)
+
+        ptos = [_pto(first, v.info.timescale) for v in group]
+        shared = all(
+            v.info.timescale == head.timescale and track_name(v.info) == track_name(head)
+            and _times(v) == _times(group[0]) for v in group
+        )
+        if shared:
+            _template(aset, group[0], fmt, query, ptos[0])
+        for view, pto in zip(group, ptos, strict=True):
+            info = view.info
+            rep = etree.SubElement(aset, "Representation")
+            rep.set("id", f"{track_name(info)}_{info.bitrate}".replace(" ", "_"))
+            rep.set("bandwidth", str(info.bitrate))
+            codecs = info.codec or (info.fourcc if kind == "text" else "")
+            if codecs:
+                rep.set("codecs", codecs)
+            if kind == "video":
+                rep.set("width", str(info.width))
+                rep.set("height", str(info.height))
+                rate = frame_rate(view)
+                if rate:
+                    rep.set("frameRate", _rate_text(rate))
+            elif kind == "audio":
+                if info.sample_rate:
+                    rep.set("audioSamplingRate", str(info.sample_rate))
+                if info.channels:
+                    etree.SubElement(rep, "AudioChannelConfiguration", schemeIdUri=CHANNEL_SCHEME,
+                                     value=str(info.channels))
+            if not shared:
+                _template(rep, view, fmt, query, pto)
+
+    body = etree.tostring(root, encoding="unicode", pretty_print=True)
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + body
+
+
+def _times(view: TrackView) -> list[tuple[int, int]]:
+    return [(s.start, s.duration) for s in view.segments]
+
+
+def _pto(first: Fraction, timescale: int) -> int:
+    """The presentation's first time in a track's timescale, rounded down so no segment starts
+    before the Period."""
+    return int(first * timescale)
+
