@@ -167,9 +167,9 @@ def test_time_range_4_to_10_seconds_keeps_whole_overlapping_segments() -> None:
     master = master_playlist(out, fmt="m3u8-aapl")
     assert len(hls_entries(master, "#EXT-X-STREAM-INF")) == 5
     assert [uri for _, uri, _ in hls_segments(media_playlist(video, fmt="m3u8-aapl"))] == [
-        f"Fragments(video={t},format=m3u8-aapl)" for t in (51_200, 76_800, 102_400)]
+        f"Fragments(video={t},format=m3u8-aapl).ts" for t in (51_200, 76_800, 102_400)]
     assert hls_segments(media_playlist(audio, fmt="m3u8-cmaf"))[0][1] == \
-        "Fragments(audio_eng=96256,format=m3u8-cmaf)"
+        "Fragments(audio_eng=96256,format=m3u8-cmaf).m4s"
 
     root = etree.fromstring(mpd(out, fmt="mpd-time-csf").encode())
     first_s = root.find(".//d:AdaptationSet/d:SegmentTemplate/d:SegmentTimeline/d:S", NS)
