@@ -27,6 +27,9 @@ class Runtime:
     ready: bool = False
     """True once every listener accepts connections (`/health` answers 503 before)."""
     scheduler: Any = None
+    changes: int = 0
+    """Counts committed API writes in this process; the origin drops its cached lookups when it
+    moves, so a deleted locator or a stopped endpoint stops streaming at once."""
     """The job scheduler of this process, when it runs jobs (`start_jobs`)."""
     _verified: dict[tuple[str, str, str, str], int] = field(default_factory=dict, repr=False)
 

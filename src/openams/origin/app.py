@@ -61,6 +61,7 @@ class OriginApp:
             cache_bytes=int(getattr(settings, "origin_cache_mb", 256)) << 20)
         self.targets: TtlCache[Any] = TtlCache(1.0)
         self.filters: TtlCache[Any] = TtlCache(1.0)
+        self._generation = getattr(runtime, "changes", 0)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
@@ -94,16 +95,54 @@ class OriginApp:
             req = with_query_filters(parse(rest), scope.get("query_string", b""))
         except UrlError as exc:
             return error(exc.status, "InvalidStreamingUrl", str(exc))
-        return await anyio.to_thread.run_sync(self._serve, guid.lower(), host, req, headers, scope)
+        guid = guid.lower()
+        fast = self._from_cache(guid, host, req, headers, scope)
+        if fast is not None:
+            return fast
+        return await anyio.to_thread.run_sync(self._serve, guid, host, req, headers, scope)
+
+    def _fresh(self) -> None:
+        """Forget cached lookups when this process's API changed anything (a deleted locator or a
+        stopped endpoint takes effect at once here; other processes see it within the TTL)."""
+        generation = getattr(self.rt, "changes", 0)
+        if generation != self._generation:
+            self._generation = generation
+            self.targets.clear()
+            self.filters.clear()
+
+    def _from_cache(self, guid: str, host: str, req: OriginRequest, headers: dict[str, str],
+                    scope: Scope) -> Response | None:
+        """The hot path without a thread hop: everything this request needs is already cached."""
+        if req.kind == "file":
+            return None
+        self._fresh()
+        hit, found = self.targets.get((guid, host.lower()))
+        if not hit or found is None:
+            return None
+        target, ref = found
+        filters: Any = []
+        if req.params.filters:
+            hit, filters = self.filters.get((target.asset.id, req.params.filters))
+            if not hit:
+                return None
+        built = self.service.cached(ref, req, filters or [])
+        if built is None:
+            return None
+        refusal = _check_target(target, scope)
+        if refusal is not None:
+            return refusal
+        return _respond(built, headers, target, ref)
 
     # ---- worker thread ----------------------------------------------------------------------------
-    def _target(self, guid: str, host: str) -> Any:
+    def _target(self, guid: str, host: str) -> tuple[Any, AssetRef] | None:
+        self._fresh()
         key = (guid, host.lower())
-        hit, target = self.targets.get(key)
+        hit, found = self.targets.get(key)
         if not hit:
             target = origin_lookup.find_origin_target(self.rt.engine, guid, host, datetime.now(UTC))
-            self.targets.put(key, target)
-        return target
+            found = (target, _asset_ref(target)) if target is not None else None
+            self.targets.put(key, found)
+        return found
 
     def _filters(self, target: Any, names: tuple[str, ...]) -> list[dict[str, Any]]:
         if not names:
@@ -116,15 +155,13 @@ class OriginApp:
         return list(found or [])
 
     def _serve(self, guid: str, host: str, req: OriginRequest, headers: dict[str, str], scope: Scope) -> Response:
-        target = self._target(guid, host)
-        if target is None:
-            return error(404, "LocatorNotFound", "No streaming locator with this id is active (it may never have "
-                         "existed, have expired, not have started yet, or have been deleted).")
-        endpoint = target.endpoint
-        refusal = _check_endpoint(endpoint, scope)
+        found = self._target(guid, host)
+        if found is None:
+            return _no_locator()
+        target, ref = found
+        refusal = _check_target(target, scope)
         if refusal is not None:
             return refusal
-        ref = _asset_ref(target)
         try:
             if req.kind == "file":
                 return self._progressive(ref, req.name, headers, target)
@@ -198,6 +235,23 @@ def _asset_ref(target: Any) -> AssetRef:
     files = tuple(sorted((f.name, int(f.size or 0), str(f.last_modified or "")) for f in target.files))
     return AssetRef(asset.id, asset.storage_account_name, asset.container, files,
                     getattr(asset, "last_modified", None))
+
+
+def _no_locator() -> Response:
+    return error(404, "LocatorNotFound", "No streaming locator with this id is active (it may never have existed, "
+                 "have expired, not have started yet, or have been deleted).")
+
+
+def _check_target(target: Any, scope: Scope) -> Response | None:
+    """Refusals that depend on time or the client: an expired locator (also when the lookup was
+    cached), a stopped endpoint, an address outside the endpoint's allow-list."""
+    expiry = target.locator.expiration
+    if expiry is not None:
+        if expiry.tzinfo is None:
+            expiry = expiry.replace(tzinfo=UTC)
+        if expiry <= datetime.now(UTC):
+            return _no_locator()
+    return _check_endpoint(target.endpoint, scope)
 
 
 def _check_endpoint(endpoint: Any, scope: Scope) -> Response | None:

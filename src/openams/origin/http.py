@@ -96,15 +96,9 @@ def maybe_gzip(headers: dict[str, str], body: bytes) -> tuple[bytes, bool]:
     return gzip.compress(body, compresslevel=5, mtime=0), True
 
 
-def cors_headers(headers: dict[str, str]) -> list[tuple[str, str]]:
-    out = [("Access-Control-Allow-Origin", "*"),
-           ("Access-Control-Expose-Headers", "Content-Length, Content-Range, ETag, Date, request-id")]
-    return out
-
-
 def preflight(headers: dict[str, str]) -> Response:
     asked = headers.get("access-control-request-headers", "")
-    out = [("Access-Control-Allow-Origin", "*"), ("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS"),
+    out = [("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS"),
            ("Access-Control-Max-Age", "86400")]
     if asked:
         out.append(("Access-Control-Allow-Headers", asked))

@@ -203,9 +203,17 @@ class OriginService:
             return pres
 
     # ---- requests -------------------------------------------------------------------------------
+    @staticmethod
+    def _built_key(ref: AssetRef, req: OriginRequest, filters: Sequence[dict[str, Any]]) -> Any:
+        return (ref.asset_id, ref.files, req, tuple(_filter_key(f) for f in filters))
+
+    def cached(self, ref: AssetRef, req: OriginRequest, filters: Sequence[dict[str, Any]] = ()) -> Built | None:
+        """The response body if it was built before (no I/O: safe on the event loop)."""
+        return self.built.get(self._built_key(ref, req, filters))
+
     def build(self, ref: AssetRef, req: OriginRequest, filters: Sequence[dict[str, Any]] = ()) -> Built:
         """A manifest, playlist or segment for a parsed request (raises OriginError / UrlError)."""
-        key = (ref.asset_id, ref.files, req, tuple(_filter_key(f) for f in filters))
+        key = self._built_key(ref, req, filters)
         found = self.built.get(key)
         if found is not None:
             return found

@@ -193,7 +193,10 @@ class RestApp:
                 with conn.begin():
                     account = self.rt.authenticate(conn, req.headers.get("authorization"), req.base_url)
                     self._check_version(req)
-                return self._batch(conn, account, req)
+                try:
+                    return self._batch(conn, account, req)
+                finally:
+                    self.rt.changes += 1
             # SQLite: writers take the database lock when their transaction begins
             conn.info["write"] = req.method.upper() in WRITE_METHODS
             with conn.begin():
@@ -204,7 +207,9 @@ class RestApp:
                     run_deferred(conn)
                 finally:
                     discard_deferred(conn)
-                return reply
+            if conn.info["write"] and reply.status < 400:
+                self.rt.changes += 1
+            return reply
 
     def _ctx(self, conn: Any, account: Any, req: ApiRequest, content_ids: dict[str, str] | None = None) -> Ctx:
         from ..db.store import Store
