@@ -18,7 +18,7 @@ import pytest
 from openams.media.ffmpeg import find_ffmpeg
 from tests.support.serve import ServeProcess
 
-SOURCE_SECONDS = 8
+SOURCE_SECONDS = 12
 SOURCE_FPS = 25
 PRESETS = {"adaptive": "Adaptive Streaming", "mbr720": "H264 Multiple Bitrate 720p"}
 USER_RUNGS = (("640x360", "900k"), ("480x270", "500k"), ("320x180", "250k"))

@@ -1,0 +1,1 @@
+"""End-to-end tests: real players in headless Chromium, real packagers."""
