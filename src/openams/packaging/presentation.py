@@ -172,13 +172,11 @@ def _named(chosen: list[tuple[TrackInfo, SampleTable]]) -> list[tuple[TrackInfo,
             else:
                 name = f"audio_{audio_n}"
             audio_n += 1
-        # AAC priming edits (≈ 21 ms) would start audio before zero; play the first frame at zero
-        media_time = info.media_time if info.kind == "video" else 0
         bitrate = max(int(info.bitrate), 1)
         while (name, bitrate) in used:
             bitrate += 1
         used.add((name, bitrate))
-        out.append((dataclasses.replace(info, name=name, bitrate=bitrate, media_time=media_time), table))
+        out.append((dataclasses.replace(info, name=name, bitrate=bitrate), table))
     videos = sorted((p for p in out if p[0].kind == "video"), key=lambda p: -p[0].bitrate)
     audios = [p for p in out if p[0].kind == "audio"]
     return videos + audios

@@ -42,6 +42,10 @@ def _segments_from_cuts(cuts: Sequence[int], pts: Sequence[int], end: int) -> li
     for k, first in enumerate(cuts):
         last = cuts[k + 1] if k + 1 < len(cuts) else len(pts)
         starts.append((min(pts[first:last]), first, last - first))
+    if starts and starts[0][0] < 0:
+        # an edit list that trims the start (AAC priming) makes the first samples play before
+        # zero: players drop them; the timeline still begins at zero
+        starts[0] = (0, starts[0][1], starts[0][2])
     out: list[SegmentRef] = []
     for k, (start, first, count) in enumerate(starts):
         nxt = starts[k + 1][0] if k + 1 < len(starts) else end
