@@ -58,8 +58,8 @@ def make_clip(path: Path, seconds: float, size: str, *, fps: int = SOURCE_FPS, b
 
 
 @pytest.fixture(scope="session")
-def origin_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
-    server = ServeProcess(tmp_path_factory.mktemp("origin") / "data").start()
+def origin_server(tmp_path_factory: pytest.TempPathFactory, db_url: str) -> Iterator[ServeProcess]:
+    server = ServeProcess(tmp_path_factory.mktemp("origin") / "data", database_url=db_url).start()
     try:
         yield server
     finally:

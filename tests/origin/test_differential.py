@@ -21,7 +21,7 @@ from tests.origin.conftest import make_clip, publish
 from tests.support.serve import ServeProcess
 from tests.support.shaka_packager import packager_path
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("origin")]  # one server + encode per run
 NS = {"d": "urn:mpeg:dash:schema:mpd:2011"}
 
 

@@ -16,7 +16,7 @@ from lxml import etree
 from tests.origin.conftest import Published, publish
 from tests.support.serve import ServeProcess
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("origin")]  # one server + encode per run
 
 
 def get(url: str, **kw: object) -> httpx.Response:

@@ -18,7 +18,7 @@ from tests.conftest import service_missing
 from tests.origin.conftest import Published
 from tests.support.players import PlayerHarness, PlayJob, PlayResult, missing_requirements, player_harness
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.players, pytest.mark.xdist_group("origin")]
 
 CASES = {
     "hls.js-m3u8-aapl": ("hls.js", "m3u8-aapl"),

@@ -11,7 +11,7 @@ import pytest
 from tests.origin.conftest import Published
 from tests.support.serve import ServeProcess
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("origin")]  # one server + encode per run
 
 
 def test_publish_prints_working_urls_for_every_format(origin_server: ServeProcess,

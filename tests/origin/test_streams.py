@@ -18,7 +18,7 @@ from lxml import etree
 from openams.media.ffmpeg import find_ffmpeg
 from tests.origin.conftest import SOURCE_FPS, SOURCE_SECONDS, Published
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("origin")]  # one server + encode per run
 
 DECODED_FORMATS = ("m3u8-aapl", "m3u8-aapl-v3", "m3u8-cmaf", "mpd-time-csf", "mpd-time-cmaf")
 KINDS = ("adaptive", "mbr720", "userset")

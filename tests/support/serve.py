@@ -1,5 +1,9 @@
 """A real `openams serve` process for tests that need real HTTP (ffmpeg, players, SDKs).
 
+It uses the suite's database (pass the `db_url` fixture: a PostgreSQL database of its own when
+OPENAMS_TEST_DATABASE_URL selects PostgreSQL, else SQLite in the data directory) and the suite's
+storage backend (STORAGE_VARS pass through).
+
 `ServeProcess` creates an account in a fresh data directory, starts the server on free ports,
 waits for `/health`, and stops it (kill after a grace period) — the one place tests do this.
 """
@@ -41,8 +45,9 @@ def serve_env(**extra: str) -> dict[str, str]:
 
 
 class ServeProcess:
-    def __init__(self, data_dir: Path, *, env: dict[str, str] | None = None) -> None:
+    def __init__(self, data_dir: Path, *, env: dict[str, str] | None = None, database_url: str = "") -> None:
         self.data_dir = data_dir
+        self.common = ["--data-dir", str(data_dir), *(["--database-url", database_url] if database_url else [])]
         self.port, self.blob_port = free_port(), free_port()
         self.api = f"http://127.0.0.1:{self.port}"
         self.blob = f"http://127.0.0.1:{self.blob_port}"
@@ -54,7 +59,7 @@ class ServeProcess:
 
     def create_account(self, prefix: str = "t") -> tuple[str, str]:
         name = f"{prefix}{uuid.uuid4().hex[:12]}"
-        out = subprocess.run([*CLI, "account", "create", name, "--json", "--data-dir", str(self.data_dir)],
+        out = subprocess.run([*CLI, "account", "create", name, "--json", *self.common],
                              capture_output=True, text=True, env=self.env, timeout=60)
         assert out.returncode == 0, out.stderr
         key = json.loads(out.stdout.strip().splitlines()[-1])["primaryKey"]
@@ -66,7 +71,7 @@ class ServeProcess:
         if not self.account:
             self.create_account()
         with open(self.log, "ab") as fh:
-            self.proc = subprocess.Popen([*CLI, "serve", "--data-dir", str(self.data_dir), "--host", "127.0.0.1",
+            self.proc = subprocess.Popen([*CLI, "serve", *self.common, "--host", "127.0.0.1",
                                           "--port", str(self.port), "--blob-port", str(self.blob_port)],
                                          stdout=fh, stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
         deadline = time.monotonic() + 60
