@@ -20,7 +20,8 @@ from tests.support.serve import ServeProcess
 
 SOURCE_SECONDS = 12
 SOURCE_FPS = 25
-PRESETS = {"adaptive": "Adaptive Streaming", "mbr720": "H264 Multiple Bitrate 720p"}
+PRESETS = {"adaptive": "Adaptive Streaming", "mbr720": "H264 Multiple Bitrate 720p",
+           "sbr": "H264 Single Bitrate 720p", "aac": "AAC Good Quality Audio"}
 USER_RUNGS = (("640x360", "900k"), ("480x270", "500k"), ("320x180", "250k"))
 
 
