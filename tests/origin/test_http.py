@@ -230,3 +230,29 @@ def test_crossdomain_policy_files(origin_server: ServeProcess) -> None:
                    {"CrossSiteAccessPolicies": {"CrossDomainPolicy": policy, "ClientAccessPolicy": None}})
     r = get(f"{origin_server.api}/crossdomain.xml")
     assert r.status_code == 200 and r.text == policy and r.headers["content-type"].startswith("text/xml")
+
+
+def _default_endpoint(client: object) -> str:
+    endpoints = client.api("GET", "StreamingEndpoints", "listing endpoints").json()["value"]  # type: ignore[attr-defined]
+    return quote(next(e for e in endpoints if e["Name"] == "default")["Id"], safe="")
+
+
+def test_ip_allow_list_and_custom_host_names(origin_server: ServeProcess, published: dict[str, Published]) -> None:
+    asset = published["userset"]
+    url = asset.url("mpd-time-csf")
+    with origin_server.client() as client:
+        key = _default_endpoint(client)
+        try:
+            client.api("MERGE", f"StreamingEndpoints('{key}')", "restricting by IP", {"AccessControl": {
+                "IP": {"Allow": [{"Name": "lan", "Address": "10.0.0.0", "SubnetPrefixLength": 8}]}}})
+            refused = get(url)
+            assert refused.status_code == 403 and refused.json()["error"]["code"] == "IpNotAllowed"
+            client.api("MERGE", f"StreamingEndpoints('{key}')", "allowing loopback", {"AccessControl": {
+                "IP": {"Allow": [{"Name": "me", "Address": "127.0.0.1", "SubnetPrefixLength": 32}]}}})
+            assert get(url).status_code == 200
+        finally:
+            client.api("MERGE", f"StreamingEndpoints('{key}')", "lifting the restriction", {"AccessControl": None})
+        assert get(url).status_code == 200
+        client.api("MERGE", f"StreamingEndpoints('{key}')", "adding a custom host name",
+                   {"CustomHostNames": ["media.example.test"]})
+    assert get(url, headers={"Host": "media.example.test"}).status_code == 200
