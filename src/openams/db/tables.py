@@ -99,9 +99,10 @@ def _entity_table(md: MetaData, model: Model, es: EntitySet) -> Table:
     return Table(name, md, *cols, *args)  # type: ignore[arg-type]
 
 
-GLOBAL_KEYS: frozenset[str] = frozenset({"Locators"})
-"""Sets whose key is unique across all accounts, not only within one: the streaming origin finds a
-locator by the GUID in the URL before it knows the account (a unique index on the key alone)."""
+GLOBAL_KEYS: frozenset[str] = frozenset({"Locators", "ContentKeys"})
+"""Sets whose key is unique across all accounts, not only within one (a unique index on the key
+alone): the streaming origin finds a locator by the GUID in the URL, and the key delivery service a
+content key by the `KID` in its URL, before either knows the account."""
 
 
 def build(md: MetaData, model: Model) -> dict[str, Table]:
@@ -160,3 +161,19 @@ task_leases = Table(
 )
 """Which worker is running a task, until when. A lease that runs out means the worker died: the
 task is re-queued (or failed after too many attempts) by whoever notices first."""
+
+protection_certificates = Table(
+    "protection_certificates",
+    metadata,
+    Column("account_id", String(ACCOUNT_ID_LEN), primary_key=True),
+    Column("content_key_type", Integer, primary_key=True),
+    Column("thumbprint", String(40), nullable=False),
+    Column("certificate", Text, nullable=False),
+    Column("private_key", Text, nullable=False),
+    Column("created", UTCDateTime, nullable=False),
+    Index("ix_protection_certificates_thumbprint", "account_id", "thumbprint", unique=True),
+)
+"""The certificates clients encrypt content keys to (GetProtectionKeyId / GetProtectionKey): one
+self-signed RSA-2048 certificate per account and ContentKeyType, made on first use and kept.
+`certificate` is the public DER, base64; `private_key` its PKCS#8 key sealed with the server key
+(`auth.secrets`), so the database alone cannot unwrap any content key."""

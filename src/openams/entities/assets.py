@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import BadRequest, NotFound
-from ..odata.edm import FunctionImport
+from ..odata.edm import FunctionImport, NavigationProperty
 from ..odata.payload import EntityPayload
 from .base import Ctx, Rules, guid_of
 from .outcome import on_commit, on_rollback
@@ -84,6 +84,17 @@ class AssetRules(Rules):
             # only once the delete has committed: a rolled-back delete keeps its media
             account, container, storage = entity["StorageAccountName"], container_name(asset_id), ctx.storage
             on_commit(ctx.store.conn, lambda: _drop_container(storage, account, container))
+
+    def on_link(self, ctx: Ctx, entity: dict[str, Any], nav: NavigationProperty, target: dict[str, Any],
+                add: bool) -> None:
+        if nav.name == "ContentKeys":  # the key-type rules live with the keys
+            from .content_keys import on_asset_link
+
+            on_asset_link(ctx, entity, target, add)
+        elif nav.name == "DeliveryPolicies":  # one policy per protocol, none changed while streaming
+            from . import delivery_policies
+
+            delivery_policies.on_asset_link(ctx, entity, target, add)
 
     def call(self, ctx: Ctx, fn: FunctionImport, entity: dict[str, Any] | None,
              params: dict[str, Any]) -> Any:

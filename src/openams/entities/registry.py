@@ -20,9 +20,12 @@ def _rule_classes() -> dict[str, type[Rules]]:
     from . import (
         access_policies,
         assets,
+        content_keys,
+        delivery_policies,
         files,
         filters,
         jobs,
+        key_policies,
         locators,
         media_processors,
         operations,
@@ -48,6 +51,10 @@ def _rule_classes() -> dict[str, type[Rules]]:
         streaming_endpoints.StreamingEndpointRules,
         filters.FilterRules,
         filters.AssetFilterRules,
+        content_keys.ContentKeyRules,
+        key_policies.ContentKeyAuthorizationPolicyRules,
+        key_policies.ContentKeyAuthorizationPolicyOptionRules,
+        delivery_policies.AssetDeliveryPolicyRules,
     ]
     return {c.set_name: c for c in classes}
 
@@ -72,9 +79,12 @@ def unbound_function(name: str) -> UnboundFunction | None:
 
 @cache
 def _unbound() -> dict[str, UnboundFunction]:
-    from . import file_infos, jobs
+    from . import file_infos, jobs, protection
 
     return {
         "createfileinfos": file_infos.create_file_infos,
         "canceljob": jobs.cancel_job,
+        "getprotectionkeyid": protection.get_protection_key_id,
+        "getprotectionkey": protection.get_protection_key,
+        "rebindcontentkey": protection.rebind_content_key,
     }
