@@ -31,19 +31,24 @@ async def _quiet(coro: Any) -> None:
 
 class ApiListener:
     """The API port: streaming paths (`/<locator-guid>/…`, the cross-domain policy files) go to
-    the origin, everything else to the Operations API."""
+    the origin, `/keydelivery/…` to the key delivery service, everything else to the Operations API."""
 
     def __init__(self, rt: Runtime) -> None:
+        from .keydelivery.app import KeyDeliveryApp
         from .origin.app import OriginApp
 
         self.rest = RestApp(rt)
         self.origin = OriginApp(rt)
+        self.keys = KeyDeliveryApp(rt)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        from .keydelivery.app import is_keydelivery_path
         from .origin.app import is_origin_path
 
         if scope["type"] == "http" and is_origin_path(scope["path"]):
             await self.origin(scope, receive, send)
+        elif scope["type"] == "http" and is_keydelivery_path(scope["path"]):
+            await self.keys(scope, receive, send)
         else:
             await self.rest(scope, receive, send)
 
