@@ -8,7 +8,25 @@ from fractions import Fraction
 import pytest
 from lxml import etree
 
-from openams.packaging.dash import DashContentProtection, frame_rate, iso_duration, mpd, timeline_entries
+from openams.packaging.dash import (
+    DashContentProtection,
+    clearkey_protection,
+    frame_rate,
+    iso_duration,
+    kid_uuid,
+    mp4_protection,
+    mpd,
+    playready_protection,
+    timeline_entries,
+    widevine_protection,
+)
+from openams.packaging.encryption import (
+    clearkey_pssh,
+    playready_header,
+    playready_object,
+    playready_pssh,
+    widevine_pssh,
+)
 from openams.packaging.model import SegmentRef, TrackView
 from tests.packaging.manifest_fixtures import (
     AUDIO_END,
@@ -269,6 +287,52 @@ def test_content_protection_elements() -> None:
         assert cps[0].get("value") == "cenc"
         assert cps[1].find(f"{{{cenc}}}pssh").text == base64.b64encode(b"\x00pssh").decode()
         assert cps[1].find("{urn:microsoft:playready}pro").text == base64.b64encode(b"pro").decode()
+
+
+def test_content_protection_helpers() -> None:
+    kid = bytes.fromhex("0b1c2d3e4f5061728394a5b6c7d8e9f0")
+    ck = clearkey_pssh([kid])
+    pro = playready_object(playready_header([kid], la_url="https://pr.example/rightsmanager.asmx"))
+    wv = widevine_pssh([kid], protection_scheme="cbcs")
+    clearkey_url = "https://keys.example/clearkey?kid=0b1c&token=a&b"
+    items = [
+        mp4_protection("cbcs", kid),
+        clearkey_protection(clearkey_url, pssh=ck),
+        playready_protection(pro, pssh=playready_pssh(pro), laurl="https://pr.example/rightsmanager.asmx"),
+        widevine_protection(wv, laurl="https://wv.example/proxy"),
+    ]
+    text = mpd(presentation(), fmt="mpd-time-cmaf", content_protection=items)
+    root = parse(text)
+    check_dashjs_requirements(root)
+    assert root.nsmap == {None: NS["d"], "cenc": "urn:mpeg:cenc:2013", "mspr": "urn:microsoft:playready",
+                          "dashif": "https://dashif.org/CPS"}
+    assert "<dashif:Laurl>" in text  # ExoPlayer matches the prefixed name literally
+    cenc, dashif = "{urn:mpeg:cenc:2013}", "{https://dashif.org/CPS}"
+    sets = root.findall("d:Period/d:AdaptationSet", NS)
+    assert {s.get("contentType") for s in sets} == {"video", "audio"}
+    for aset in sets:
+        cps = aset.findall("d:ContentProtection", NS)
+        assert [(c.get("schemeIdUri"), c.get("value")) for c in cps] == [
+            ("urn:mpeg:dash:mp4protection:2011", "cbcs"),
+            ("urn:uuid:e2719d58-a985-b3c9-781a-b030af78d30e", "ClearKey1.0"),
+            ("urn:uuid:9a04f079-9840-4286-ab92-e65be0885f95", "MSPR 2.0"),
+            ("urn:uuid:edef8ba9-79d6-4ace-a3c8-27dcd51d21ed", None),
+        ]
+        assert cps[0].get(cenc + "default_KID") == "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"
+        assert [len(c) for c in cps] == [0, 2, 3, 2]
+        assert cps[1].findtext(dashif + "Laurl") == clearkey_url
+        assert base64.b64decode(cps[1].findtext(cenc + "pssh")) == ck
+        assert base64.b64decode(cps[2].findtext("{urn:microsoft:playready}pro")) == pro
+        assert base64.b64decode(cps[2].findtext(cenc + "pssh")) == playready_pssh(pro)
+        assert base64.b64decode(cps[3].findtext(cenc + "pssh")) == wv
+        assert cps[3].findtext(dashif + "Laurl") == "https://wv.example/proxy"
+    assert kid_uuid(kid) == "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"
+    with pytest.raises(ValueError):
+        kid_uuid(b"short")
+    with pytest.raises(ValueError):
+        mp4_protection("aes-128", kid)  # type: ignore[arg-type]
+    # clear presentations keep their MPD byte for byte: no protection namespaces
+    assert "xmlns:cenc" not in mpd(presentation(), fmt="mpd-time-csf")
 
 
 def test_mpd_rejects_bad_format_and_ambiguous_urls() -> None:

@@ -12,8 +12,10 @@ from pathlib import Path
 import av
 import pytest
 
+from openams.packaging.encryption import clearkey_pssh
 from openams.packaging.fmp4 import (
     NON_SYNC_SAMPLE_FLAGS,
+    PIFF_SENC_UUID,
     SYNC_SAMPLE_FLAGS,
     TFXD_UUID,
     init_segment,
@@ -262,15 +264,84 @@ def test_text_track_init() -> None:
     assert moov.find("trak/mdia/minf/nmhd") is not None
 
 
-def test_protection_hooks() -> None:
+def test_sample_encryption_init_segment() -> None:
+    info, _ = synthetic_track("video", 12_800, 512, 10)
+    kid, key = bytes(range(16)), bytes(range(16, 32))
+    box_ = clearkey_pssh([kid])
+    _, moov = iter_boxes(init_segment(info, protection=Protection("cenc", kid, key, pssh=(box_,))))
+    stsd = moov.find("trak/mdia/minf/stbl/stsd")
+    assert stsd is not None
+    (entry,) = stsd.children(8)
+    assert entry.type == "encv"
+    # the original entry's fields and children are kept, the sinf is appended
+    assert bytes(entry.buf[entry.body : entry.end - 80]) == info.sample_entry[8:]
+    sinf = entry.child("sinf", 78)
+    assert sinf is not None
+    frma, schm, tenc = sinf.child("frma"), sinf.child("schm"), sinf.find("schi/tenc")
+    assert frma is not None and schm is not None and tenc is not None
+    assert bytes(frma.payload) == b"avc1"
+    assert schm.full_header() == (0, 0) and bytes(schm.payload[4:]) == b"cenc" + (0x00010000).to_bytes(4, "big")
+    assert tenc.full_header() == (0, 0) and bytes(tenc.payload[4:]) == b"\0\0\x01\x08" + kid
+    assert [b.type for b in moov.children()] == ["mvhd", "trak", "mvex", "pssh"]
+    assert [b.raw for b in moov.children() if b.type == "pssh"] == [box_]
+
+    audio, _ = synthetic_track("audio", 48_000, 1024, 4)
+    constant = bytes(range(100, 116))
+    _, moov = iter_boxes(init_segment(audio, protection=Protection("cbcs", kid, key, iv=constant)))
+    stsd = moov.find("trak/mdia/minf/stbl/stsd")
+    assert stsd is not None
+    (entry,) = stsd.children(8)
+    assert entry.type == "enca"
+    tenc = entry.find("sinf/schi/tenc")  # the synthetic mp4a entry has no fields before its children
+    assert tenc is not None and tenc.full_header() == (1, 0)
+    assert bytes(tenc.payload[4:]) == b"\0\x00\x01\x00" + kid + b"\x10" + constant  # pattern 0:0, constant IV
+
+
+def _traf_types(data: bytes) -> tuple[Box, list[Box]]:
+    moof = next(b for b in iter_boxes(data) if b.type == "moof")
+    traf = moof.child("traf")
+    assert traf is not None
+    return moof, list(traf.children())
+
+
+def test_sample_encryption_fragments() -> None:
+    info, samples = synthetic_track("video", 12_800, 512, 30)
+    kid, key = bytes(range(16)), bytes(range(16, 32))
+    cenc = Protection("cenc", kid, key)
+    clear = media_segment(info, samples, sequence_number=4)
+    data = media_segment(info, samples, sequence_number=4, protection=cenc)
+    moof, children = _traf_types(data)
+    assert [b.type for b in children] == ["tfhd", "tfdt", "trun", "saiz", "saio", "senc"]
+    saiz, saio, senc = children[3:]
+    assert senc.full_header() == (0, 2) and senc.unpack(">I", 4) == (30,)
+    assert saio.full_header() == (0, 0) and saio.unpack(">II", 4) == (1, senc.start - moof.start + 16)
+    assert saiz.unpack(">BI", 4)[1] == 30
+    _, _, rows, payload = parse_fragment(data)  # the trun data offset still lands on the mdat
+    _, _, clear_rows, clear_payload = parse_fragment(clear)
+    assert rows == clear_rows and len(payload) == len(clear_payload) and payload != clear_payload
+
+    smooth = smooth_fragment(info, samples, sequence_number=4, protection=cenc)
+    moof, children = _traf_types(smooth)
+    assert [b.type for b in children] == ["tfhd", "tfdt", "trun", "uuid", "saiz", "saio", "uuid"]
+    piff, saio = children[-1], children[-2]
+    assert piff.usertype == PIFF_SENC_UUID and piff.full_header() == (0, 2)
+    assert saio.unpack(">I", 8) == (piff.start - moof.start + 32,)
+    assert bytes(piff.payload[8:]) == bytes(senc.payload[8:])  # same entries as DASH's senc
+
+    audio, audio_samples = synthetic_track("audio", 48_000, 1024, 8)
+    cbcs = media_segment(audio, audio_samples, sequence_number=1, protection=Protection("cbcs", kid, key))
+    _, children = _traf_types(cbcs)
+    assert [b.type for b in children] == ["tfhd", "tfdt", "trun", "senc"]  # constant IV, no sub-samples
+    assert children[-1].full_header() == (0, 0) and children[-1].size == 16
+
+
+def test_protection_leaves_text_and_aes128_in_the_clear() -> None:
     info, samples = synthetic_track("video", 12_800, 512, 10)
-    cenc = Protection("cenc", key_id=bytes(16), key=bytes(16))
-    with pytest.raises(NotImplementedError, match="cenc"):
-        init_segment(info, protection=cenc)
-    with pytest.raises(NotImplementedError, match="cenc"):
-        media_segment(info, samples, sequence_number=1, protection=cenc)
-    with pytest.raises(NotImplementedError, match="cenc"):
-        smooth_fragment(info, samples, sequence_number=1, protection=cenc)
+    text = TrackInfo(3, "text", 1000, "wvtt", "wvtt", 0, 0, sample_entry=b"\x00\x00\x00\x08wvtt")
+    cenc = Protection("cenc", key_id=bytes(16), key=bytes(16), pssh=(clearkey_pssh([bytes(16)]),))
+    assert init_segment(text, protection=cenc) == init_segment(text)
+    cue = [Sample(b"\x00\x00\x00\x08vtte", 0, 1000, 0, True)]
+    assert media_segment(text, cue, sequence_number=1, protection=cenc) == media_segment(text, cue, sequence_number=1)
     # HLS AES-128 encrypts the finished segment outside the writer: clear media here
     aes = Protection("aes-128", key_id=bytes(16), key=bytes(16))
     assert init_segment(info, protection=aes) == init_segment(info)

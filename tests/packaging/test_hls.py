@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import base64
 import math
 
 import pytest
 
-from openams.packaging.hls import HlsKey, master_playlist, media_playlist, target_duration
+from openams.packaging.encryption import playready_header, playready_object, widevine_pssh
+from openams.packaging.hls import (
+    HlsKey,
+    aes128_key,
+    fairplay_key,
+    master_playlist,
+    media_playlist,
+    playready_key,
+    sample_aes_method,
+    target_duration,
+    widevine_key,
+)
 from openams.packaging.model import SegmentRef, TrackView
 from tests.packaging.manifest_fixtures import (
     VIDEO_END,
@@ -262,6 +274,37 @@ def test_media_playlist_keys_follow_the_map() -> None:
     with pytest.raises(ValueError, match="16 bytes"):
         HlsKey("AES-128", uri="x", iv=b"short").line()
     assert HlsKey("NONE").line() == "#EXT-X-KEY:METHOD=NONE"
+
+
+def test_key_helpers() -> None:
+    assert aes128_key("key.bin").line() == '#EXT-X-KEY:METHOD=AES-128,URI="key.bin"'
+    assert aes128_key("k?kid=1", bytes(range(16))).line() == \
+        '#EXT-X-KEY:METHOD=AES-128,URI="k?kid=1",IV=0x000102030405060708090A0B0C0D0E0F'
+    assert hls_attributes(fairplay_key("skd://kid=1").line()) == {
+        "METHOD": "SAMPLE-AES", "URI": "skd://kid=1", "KEYFORMAT": "com.apple.streamingkeydelivery",
+        "KEYFORMATVERSIONS": "1"}
+    kid = bytes(range(16))
+    wv = widevine_pssh([kid])
+    attrs = hls_attributes(widevine_key(wv, "cenc").line())
+    assert attrs["METHOD"] == "SAMPLE-AES-CTR"
+    assert attrs["KEYFORMAT"] == "urn:uuid:edef8ba9-79d6-4ace-a3c8-27dcd51d21ed"
+    assert base64.b64decode(attrs["URI"].removeprefix("data:text/plain;base64,")) == wv
+    pro = playready_object(playready_header([kid], algorithm="AESCBC"))
+    attrs = hls_attributes(playready_key(pro, "cbcs").line())
+    assert (attrs["METHOD"], attrs["KEYFORMAT"], attrs["KEYFORMATVERSIONS"]) == (
+        "SAMPLE-AES", "com.microsoft.playready", "1")
+    assert base64.b64decode(attrs["URI"].removeprefix("data:text/plain;charset=UTF-16;base64,")) == pro
+    assert (sample_aes_method("cbcs"), sample_aes_method("cenc")) == ("SAMPLE-AES", "SAMPLE-AES-CTR")
+    with pytest.raises(ValueError):
+        sample_aes_method("aes-128")  # type: ignore[arg-type]
+    # CMAF: one key line per DRM system, after the (clear) init segment's EXT-X-MAP
+    text = media_playlist(video_of(presentation())[0], fmt="m3u8-cmaf",
+                          keys=[widevine_key(wv, "cbcs"), fairplay_key("skd://kid=1")])
+    lines = text.splitlines()
+    keys = _tags(text, "#EXT-X-KEY")
+    assert len(keys) == 2
+    assert lines.index(_tags(text, "#EXT-X-MAP")[0]) < lines.index(keys[0]) < lines.index(keys[1]) \
+        < lines.index(_tags(text, "#EXTINF")[0])
 
 
 def test_playlists_parse_with_the_m3u8_library() -> None:

@@ -172,6 +172,7 @@ def test_protection_header() -> None:
     assert base64.b64decode(header.text) == pro
     # Protection follows the StreamIndexes
     assert [c.tag for c in root][-1] == "Protection"
+    assert SmoothProtection.playready(pro) == SmoothProtection("9A04F079-9840-4286-AB92-E65BE0885F95", pro)
 
 
 @pytest.mark.parametrize("timescale", [1000, 8000, 12_800, 25, 30_000, 44_100, 48_000, 90_000, 10_000_000])

@@ -15,11 +15,20 @@ tracks share a (name, bitrate) pair. The origin's indexer must guarantee that (n
 When a filter has trimmed the start, the first segment no longer starts at 0; a
 `presentationTimeOffset` equal to the presentation's first time is set so the Period still
 starts at 0 and `mediaPresentationDuration` matches what is listed.
+
+Content protection: `content_protection=` lists `ContentProtection` descriptors, written in that
+order into every audio and video AdaptationSet (text is never encrypted). The usual set, built
+with the helpers below, is `mp4_protection` (scheme `cenc`/`cbcs` + `cenc:default_KID`) followed
+by one descriptor per DRM system: `clearkey_protection` (DASH-IF ClearKey with its licence URL),
+`playready_protection` (`mspr:pro` + `cenc:pssh`), `widevine_protection` (`cenc:pssh`). A licence
+URL is written as `<dashif:Laurl>` (namespace `https://dashif.org/CPS`), the element dash.js,
+Shaka Player and ExoPlayer all read for any key system.
 """
 
 from __future__ import annotations
 
 import base64
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -27,18 +36,31 @@ from typing import Literal
 
 from lxml import etree
 
+from openams.packaging.encryption import (
+    CLEARKEY_DASH_SCHEME,
+    PLAYREADY_SYSTEM_ID,
+    WIDEVINE_SYSTEM_ID,
+    SystemId,
+)
 from openams.packaging.filters import normalize_language
 from openams.packaging.model import TrackInfo, TrackView
 from openams.packaging.smooth import check_url_keys, track_name
 
 __all__ = [
     "DASH_FORMATS",
+    "MP4_PROTECTION_SCHEME",
     "DashContentProtection",
     "DashFormat",
+    "clearkey_protection",
+    "drm_protection",
     "frame_rate",
     "iso_duration",
+    "kid_uuid",
+    "mp4_protection",
     "mpd",
+    "playready_protection",
     "timeline_entries",
+    "widevine_protection",
 ]
 
 DashFormat = Literal["mpd-time-csf", "mpd-time-cmaf"]
@@ -47,6 +69,8 @@ DASH_FORMATS: tuple[str, ...] = ("mpd-time-csf", "mpd-time-cmaf")
 MPD_NS = "urn:mpeg:dash:schema:mpd:2011"
 CENC_NS = "urn:mpeg:cenc:2013"
 MSPR_NS = "urn:microsoft:playready"
+DASHIF_NS = "https://dashif.org/CPS"
+MP4_PROTECTION_SCHEME = "urn:mpeg:dash:mp4protection:2011"
 PROFILE_LIVE = "urn:mpeg:dash:profile:isoff-live:2011"
 PROFILE_CMAF = "urn:mpeg:dash:profile:cmaf:2019"
 CHANNEL_SCHEME = "urn:mpeg:dash:23003:3:audio_channel_configuration:2011"
@@ -63,8 +87,9 @@ class DashContentProtection:
 
     For the `mp4protection` descriptor give `scheme_id_uri="urn:mpeg:dash:mp4protection:2011"`,
     `value="cenc"` or `"cbcs"` and `default_kid` (UUID form); for a DRM system its
-    `urn:uuid:<system id>` and optionally the `pssh` box (→ `cenc:pssh`) and a PlayReady Object
-    (→ `mspr:pro`).
+    `urn:uuid:<system id>` and optionally the `pssh` box (→ `cenc:pssh`), a PlayReady Object
+    (→ `mspr:pro`) and the licence server URL (→ `dashif:Laurl`). The helper functions
+    below build the usual ones.
     """
 
     scheme_id_uri: str
@@ -72,6 +97,50 @@ class DashContentProtection:
     default_kid: str | None = None
     pssh: bytes | None = None
     pro: bytes | None = None
+    laurl: str | None = None
+
+
+def kid_uuid(key_id: bytes) -> str:
+    """A 16-byte key id in the UUID form of `cenc:default_KID` (`00112233-4455-…`)."""
+    if len(key_id) != 16:
+        raise ValueError("a key id is 16 bytes")
+    return str(uuid.UUID(bytes=bytes(key_id)))
+
+
+def mp4_protection(scheme: Literal["cenc", "cbcs"], key_id: bytes) -> DashContentProtection:
+    """The `urn:mpeg:dash:mp4protection:2011` descriptor: which scheme, which default key."""
+    if scheme not in ("cenc", "cbcs"):
+        raise ValueError(f"not a CENC scheme: {scheme!r}")
+    return DashContentProtection(MP4_PROTECTION_SCHEME, value=scheme, default_kid=kid_uuid(key_id))
+
+
+def drm_protection(system_id: SystemId, *, value: str | None = None, pssh: bytes | None = None,
+                   pro: bytes | None = None, laurl: str | None = None) -> DashContentProtection:
+    """A DRM system's descriptor, `urn:uuid:<system id>` (lower case, as players compare it)."""
+    if isinstance(system_id, uuid.UUID):
+        text = str(system_id)
+    elif isinstance(system_id, bytes):
+        text = str(uuid.UUID(bytes=system_id))
+    else:
+        text = str(uuid.UUID(system_id))
+    return DashContentProtection(f"urn:uuid:{text}", value=value, pssh=pssh, pro=pro, laurl=laurl)
+
+
+def clearkey_protection(laurl: str, *, pssh: bytes | None = None) -> DashContentProtection:
+    """DASH-IF ClearKey (`urn:uuid:e2719d58-…`, value `ClearKey1.0`) pointing players at the
+    licence URL that answers EME ClearKey licence requests; `pssh` is usually the W3C common
+    pssh (`encryption.clearkey_pssh`)."""
+    return DashContentProtection(CLEARKEY_DASH_SCHEME, value="ClearKey1.0", pssh=pssh, laurl=laurl)
+
+
+def playready_protection(pro: bytes, *, pssh: bytes | None = None, laurl: str | None = None) -> DashContentProtection:
+    """PlayReady: the PlayReady Object as `mspr:pro` (older clients) and as a `pssh` box (EME)."""
+    return drm_protection(PLAYREADY_SYSTEM_ID, value="MSPR 2.0", pssh=pssh, pro=pro, laurl=laurl)
+
+
+def widevine_protection(pssh: bytes, *, laurl: str | None = None) -> DashContentProtection:
+    """Widevine: its `pssh` box (`encryption.widevine_pssh`) and optionally the proxy URL."""
+    return drm_protection(WIDEVINE_SYSTEM_ID, pssh=pssh, laurl=laurl)
 
 
 def frame_rate(view: TrackView) -> Fraction | None:
@@ -179,6 +248,8 @@ def _protection(parent: etree._Element, items: Sequence[DashContentProtection]) 
             etree.SubElement(el, f"{{{CENC_NS}}}pssh").text = base64.b64encode(item.pssh).decode("ascii")
         if item.pro:
             etree.SubElement(el, f"{{{MSPR_NS}}}pro").text = base64.b64encode(item.pro).decode("ascii")
+        if item.laurl:
+            etree.SubElement(el, f"{{{DASHIF_NS}}}Laurl").text = item.laurl
 
 
 def mpd(
@@ -214,6 +285,8 @@ def mpd(
         nsmap["cenc"] = CENC_NS
     if any(p.pro for p in content_protection):
         nsmap["mspr"] = MSPR_NS
+    if any(p.laurl for p in content_protection):
+        nsmap["dashif"] = DASHIF_NS
     root = etree.Element("MPD", nsmap=nsmap)
     root.set("type", "static")
     root.set("profiles", PROFILE_LIVE + ("," + PROFILE_CMAF if fmt == "mpd-time-cmaf" else ""))

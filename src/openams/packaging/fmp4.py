@@ -20,11 +20,18 @@ segment (60 samples, 1.3 MB, payload in CPU cache) builds in ≈ 0.045 ms with t
 timescale and ≈ 0.065 ms rescaled to 10 MHz (also as a Smooth fragment); an init segment in
 ≈ 0.01 ms. The one copy of the payload into the result dominates.
 
-Encryption hooks: `protection` is accepted everywhere. Whole-segment `aes-128` (HLS) is applied
-by the caller to the finished bytes, so these functions write clear media for it. Sample
-encryption (`cenc`, `cbcs`) will be filled in by `_protected_sample_entry` (sample entry →
-`encv`/`enca` + `sinf`) and `_encrypt_samples` (payloads + `senc`/`saiz`/`saio` boxes); for now
-they raise NotImplementedError.
+Encryption: `protection` is accepted everywhere. Whole-segment `aes-128` (HLS) is applied by the
+caller to the finished bytes, so these functions write clear media for it. Sample encryption
+(`cenc`, `cbcs`, ISO 23001-7) happens here for audio and video tracks (text stays clear): the
+init segment's sample entry becomes `encv`/`enca` with a `sinf` (`frma` = the original format,
+`schm` = scheme version 1.0, `schi/tenc` = default KID, IV size or constant IV, `cbcs` pattern)
+and the `pssh` boxes of `Protection.pssh` follow `mvex`; each fragment's `traf` gets `saiz` +
+`saio` + `senc` (Smooth: the PIFF sample-encryption `uuid` box instead of `senc`, which is what
+Smooth clients read) and the `mdat` carries the encrypted samples. `saio` holds the offset of
+the first IV / sub-sample entry from the start of the `moof` — the base both `default-base-is-moof`
+(DASH/HLS) and the implicit Smooth base resolve to. The cryptography and the sub-sample maps
+live in `encryption.py`. Cost: encrypting the 2 s 1080p segment above adds ≈ 0.9 ms (`cenc`) or
+≈ 1.3 ms (`cbcs`) — mostly the per-slice header parse (numbers in `encryption.py`).
 """
 
 from __future__ import annotations
@@ -35,12 +42,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import chain
 
+from . import encryption
 from .index import MediaFormatError
-from .isobmff import box, full_box, uuid_box
+from .isobmff import box, full_box, parse_header, uuid_box
 from .model import SMOOTH_TIMESCALE, Protection, Sample, SampleTable, TrackInfo
 
 __all__ = [
     "DEFAULT_MAX_GAP",
+    "PIFF_SENC_UUID",
     "TFXD_UUID",
     "init_segment",
     "load_samples",
@@ -51,6 +60,8 @@ __all__ = [
 
 TFXD_UUID = bytes.fromhex("6D1D9B0542D544E680E2141DAFF757B2")
 """Smooth `TfxdBox`: the fragment's absolute time and duration in 100 ns units."""
+PIFF_SENC_UUID = bytes.fromhex("A2394F525A9B4F14A2446C427C648DF4")
+"""PIFF `SampleEncryptionBox` (the `senc` of Smooth Streaming; same entries as `senc`)."""
 
 SYNC_SAMPLE_FLAGS = 0x02000000
 """sample_depends_on = 2 (an I-frame / an independently decodable audio frame)."""
@@ -63,8 +74,10 @@ DEFAULT_MAX_GAP = 256 * 1024
 _TRUN_FLAGS = 0x000001 | 0x000100 | 0x000200 | 0x000400 | 0x000800  # data offset + 4 per-sample fields
 _TFHD_DEFAULT_BASE_IS_MOOF = 0x020000
 _MATRIX = struct.pack(">9I", 0x00010000, 0, 0, 0, 0x00010000, 0, 0, 0, 0x40000000)
+_U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
+_SUBSAMPLE = struct.Struct(">HI")
 
 _HANDLERS = {"video": (b"vide", b"VideoHandler\0"), "audio": (b"soun", b"SoundHandler\0")}
 _TEXT_HANDLERS = {"stpp": b"subt", "wvtt": b"text", "tx3g": b"sbtl"}
@@ -83,7 +96,7 @@ def init_segment(info: TrackInfo, *, timescale: int | None = None, protection: P
         _mvhd(ts, info.track_id + 1),
         box("trak", _tkhd(info), box("mdia", _mdhd(ts, info.language), _hdlr(info), _minf(info, entry))),
         box("mvex", full_box("trex", 0, 0, struct.pack(">5I", info.track_id, 1, 0, 0, 0))),
-        *_pssh_boxes(protection),
+        *_pssh_boxes(info, protection),
     )
     return ftyp + moov
 
@@ -148,18 +161,19 @@ def _minf(info: TrackInfo, entry: bytes) -> bytes:
     return box("minf", header, dinf, stbl)
 
 
-# -- protection hooks (filled in by the encryption step) --------------------------------------------------
+# -- sample encryption -----------------------------------------------------------------------------------
 
 
-def _sample_encrypted(protection: Protection | None) -> bool:
-    """`aes-128` encrypts whole finished segments outside this module; `cenc`/`cbcs` are ours."""
-    return protection is not None and protection.scheme != "aes-128"
+def _sample_encrypted(info: TrackInfo, protection: Protection | None) -> bool:
+    """`aes-128` encrypts whole finished segments outside this module; `cenc`/`cbcs` are ours,
+    except for text tracks, which players never decrypt (and the manifests do not protect)."""
+    return protection is not None and protection.scheme != "aes-128" and info.kind != "text"
 
 
 def _sample_entry(info: TrackInfo, protection: Protection | None) -> bytes:
     if not info.sample_entry:
         raise ValueError(f"track {info.track_id} has no sample entry to put in an init segment")
-    if _sample_encrypted(protection):
+    if _sample_encrypted(info, protection):
         assert protection is not None
         return _protected_sample_entry(info, protection)
     return info.sample_entry
@@ -167,11 +181,30 @@ def _sample_entry(info: TrackInfo, protection: Protection | None) -> bytes:
 
 def _protected_sample_entry(info: TrackInfo, protection: Protection) -> bytes:
     """The sample entry renamed `encv`/`enca` with a `sinf` (`frma`, `schm`, `schi`/`tenc`) appended."""
-    raise NotImplementedError(f"sample encryption ({protection.scheme}) is not implemented yet")
+    params = encryption.track_encryption(info, protection)
+    raw = info.sample_entry
+    original, header, size, _ = parse_header(raw, 0, len(raw))
+    if size != len(raw):
+        raise ValueError(f"track {info.track_id}: the stored sample entry is not one box")
+    if original in ("encv", "enca"):
+        raise ValueError(f"track {info.track_id} is already encrypted")
+    if params.scheme == "cenc":
+        tenc = full_box("tenc", 0, 0, b"\0\0\x01", bytes([params.per_sample_iv_size]), params.key_id)
+    else:
+        pattern = (params.crypt_byte_block << 4) | params.skip_byte_block
+        tenc = full_box("tenc", 1, 0, bytes([0, pattern, 1, 0]), params.key_id,
+                        bytes([len(params.constant_iv)]), params.constant_iv)
+    sinf = box(
+        "sinf",
+        box("frma", original.encode("latin-1")),
+        full_box("schm", 0, 0, params.scheme.encode("ascii"), _U32.pack(0x00010000)),
+        box("schi", tenc),
+    )
+    return box("encv" if info.kind == "video" else "enca", raw[header:], sinf)
 
 
-def _pssh_boxes(protection: Protection | None) -> tuple[bytes, ...]:
-    return protection.pssh if _sample_encrypted(protection) and protection is not None else ()
+def _pssh_boxes(info: TrackInfo, protection: Protection | None) -> tuple[bytes, ...]:
+    return protection.pssh if _sample_encrypted(info, protection) and protection is not None else ()
 
 
 @dataclass(frozen=True)
@@ -185,8 +218,49 @@ class _Encrypted:
     will be written (for `saio`); their total size must not depend on that offset."""
 
 
-def _encrypt_samples(info: TrackInfo, samples: Sequence[Sample], protection: Protection) -> _Encrypted:
-    raise NotImplementedError(f"sample encryption ({protection.scheme}) is not implemented yet")
+def _encrypt_samples(info: TrackInfo, samples: Sequence[Sample], protection: Protection, *,
+                     piff: bool = False) -> _Encrypted:
+    """Encrypt the samples and describe them: `saiz` (size of each sample's auxiliary
+    information: IV + sub-sample entries), `saio` (where the first one is) and `senc` (the
+    information itself), in that order so `saio` can point past its own fixed size."""
+    if piff and protection.scheme != "cenc":
+        raise ValueError("Smooth Streaming (PIFF) carries only cenc (AES-CTR) sample encryption")
+    encrypted = encryption.encrypt_samples(info, samples, protection)
+    with_subsamples = any(e.subsamples is not None for e in encrypted)
+    entries: list[bytes] = []
+    sizes: list[int] = []
+    for e in encrypted:
+        entry = e.iv
+        if with_subsamples:
+            subs = e.subsamples if e.subsamples is not None else ((0, len(e.data)),)
+            entry += _U16.pack(len(subs)) + b"".join(_SUBSAMPLE.pack(c, p) for c, p in subs)
+        entries.append(entry)
+        sizes.append(len(entry))
+    flags = 0x2 if with_subsamples else 0
+    count = _U32.pack(len(encrypted))
+    if piff:
+        senc = uuid_box(PIFF_SENC_UUID, count, *entries, version=0, flags=flags)
+        data_start = 8 + 16 + 4 + 4  # header, usertype, version/flags, sample_count
+    else:
+        senc = full_box("senc", 0, flags, count, *entries)
+        data_start = 8 + 4 + 4
+
+    if max(sizes) > 0xFF:  # pragma: no cover - encryption.MAX_SUBSAMPLES keeps entries small
+        raise ValueError("sample auxiliary information too large for saiz")
+    if len(set(sizes)) == 1:
+        saiz = full_box("saiz", 0, 0, bytes([sizes[0]]), count)
+    else:
+        saiz = full_box("saiz", 0, 0, b"\0", count, bytes(sizes))
+
+    def traf_boxes(offset: int) -> list[bytes]:
+        if not any(sizes):  # cbcs audio: constant IV, no sub-samples — nothing to point at
+            return [senc]
+        saio_size = 8 + 4 + 4 + 4
+        saio = full_box("saio", 0, 0, _U32.pack(1), _U32.pack(offset + len(saiz) + saio_size + data_start))
+        assert len(saio) == saio_size
+        return [saiz, saio, senc]
+
+    return _Encrypted([e.data for e in encrypted], traf_boxes)
 
 
 # -- media segments -----------------------------------------------------------------------------------------
@@ -223,7 +297,7 @@ def smooth_fragment(
     base, durations, cts = _timing(samples, info.media_time, info.timescale, SMOOTH_TIMESCALE)
     tfxd = uuid_box(TFXD_UUID, _U64.pack(base & 0xFFFFFFFFFFFFFFFF), _U64.pack(sum(durations)), version=1)
     return b"".join(_fragment(info, samples, sequence_number, base, durations, cts, protection, tfhd_flags=0,
-                              trailer=(tfxd,)))
+                              trailer=(tfxd,), piff=True))
 
 
 def _timing(samples: Sequence[Sample], media_time: int, in_ts: int, out_ts: int) -> tuple[int, list[int], list[int]]:
@@ -263,12 +337,13 @@ def _fragment(
     *,
     tfhd_flags: int,
     trailer: tuple[bytes, ...],
+    piff: bool = False,
 ) -> list[bytes]:
     """[moof, mdat header, payload…]: the caller joins once, so payloads are copied once."""
     n = len(samples)
-    if _sample_encrypted(protection):
+    if _sample_encrypted(info, protection):
         assert protection is not None
-        encrypted = _encrypt_samples(info, samples, protection)
+        encrypted = _encrypt_samples(info, samples, protection, piff=piff)
         payloads = encrypted.payloads
         extra_boxes: Callable[[int], list[bytes]] | None = encrypted.traf_boxes
     else:

@@ -28,25 +28,35 @@ Text tracks are not listed (no WebVTT segmenter yet).
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from openams.packaging.dash import frame_rate
+from openams.packaging.encryption import WIDEVINE_SYSTEM_ID
 from openams.packaging.filters import normalize_language
 from openams.packaging.model import TrackView
 from openams.packaging.smooth import check_url_keys, track_name
 
 __all__ = [
+    "FAIRPLAY_KEYFORMAT",
     "HLS_FORMATS",
+    "PLAYREADY_KEYFORMAT",
+    "WIDEVINE_KEYFORMAT",
     "HlsFormat",
     "HlsKey",
     "KeyframeRange",
+    "aes128_key",
     "default_audio",
+    "fairplay_key",
     "master_playlist",
     "media_playlist",
     "playlist_version",
+    "playready_key",
+    "sample_aes_method",
     "target_duration",
+    "widevine_key",
 ]
 
 HlsFormat = Literal["m3u8-aapl", "m3u8-aapl-v3", "m3u8-cmaf"]
@@ -88,6 +98,41 @@ class HlsKey:
             if self.keyformatversions:
                 attrs.append(f'KEYFORMATVERSIONS="{self.keyformatversions}"')
         return "#EXT-X-KEY:" + ",".join(attrs)
+
+
+FAIRPLAY_KEYFORMAT = "com.apple.streamingkeydelivery"
+PLAYREADY_KEYFORMAT = "com.microsoft.playready"
+WIDEVINE_KEYFORMAT = f"urn:uuid:{WIDEVINE_SYSTEM_ID}"
+
+
+def aes128_key(uri: str, iv: bytes | None = None) -> HlsKey:
+    """`METHOD=AES-128` (whole segments, `encryption.aes128_segment`). Without `iv` players use
+    the media sequence number (`encryption.segment_iv`), which the origin must then match."""
+    return HlsKey("AES-128", uri=uri, iv=iv)
+
+
+def sample_aes_method(scheme: Literal["cenc", "cbcs"]) -> Literal["SAMPLE-AES", "SAMPLE-AES-CTR"]:
+    """The METHOD for CMAF sample encryption: `SAMPLE-AES` is `cbcs`, `SAMPLE-AES-CTR` is `cenc`."""
+    if scheme not in ("cenc", "cbcs"):
+        raise ValueError(f"not a CENC scheme: {scheme!r}")
+    return "SAMPLE-AES" if scheme == "cbcs" else "SAMPLE-AES-CTR"
+
+
+def fairplay_key(uri: str) -> HlsKey:
+    """FairPlay Streaming (`cbcs` only): `uri` is the `skd://…` the player hands its key server."""
+    return HlsKey("SAMPLE-AES", uri=uri, keyformat=FAIRPLAY_KEYFORMAT, keyformatversions="1")
+
+
+def widevine_key(pssh: bytes, scheme: Literal["cenc", "cbcs"]) -> HlsKey:
+    """Widevine in CMAF HLS: the Widevine `pssh` box as a base64 data URI."""
+    uri = "data:text/plain;base64," + base64.b64encode(pssh).decode("ascii")
+    return HlsKey(sample_aes_method(scheme), uri=uri, keyformat=WIDEVINE_KEYFORMAT, keyformatversions="1")
+
+
+def playready_key(pro: bytes, scheme: Literal["cenc", "cbcs"]) -> HlsKey:
+    """PlayReady in CMAF HLS: the PlayReady Object as a UTF-16 base64 data URI."""
+    uri = "data:text/plain;charset=UTF-16;base64," + base64.b64encode(pro).decode("ascii")
+    return HlsKey(sample_aes_method(scheme), uri=uri, keyformat=PLAYREADY_KEYFORMAT, keyformatversions="1")
 
 
 def _check_format(fmt: str) -> None:

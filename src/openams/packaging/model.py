@@ -147,7 +147,12 @@ class Protection:
 
     scheme: Literal["cenc", "cbcs", "aes-128"]
     key_id: bytes
+    """16 bytes, the UUID in big-endian (RFC 4122) order, as `tenc` and `pssh` carry it."""
     key: bytes
     iv: bytes = b""
+    """Per scheme: `aes-128` — the HLS IV (16 bytes) the caller encrypts with; `cbcs` — the
+    constant IV (16 bytes; empty = derived from the key id); `cenc` — an optional seed mixed into
+    the per-sample IVs (pass something asset-unique, so assets sharing a key never share IVs;
+    see `encryption.py`)."""
     pssh: tuple[bytes, ...] = ()
     """Complete `pssh` boxes to place in the init segment (ClearKey, PlayReady, Widevine)."""

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from lxml import etree
 
+from openams.packaging.encryption import PLAYREADY_SYSTEM_ID
 from openams.packaging.model import SMOOTH_TIMESCALE, TrackInfo, TrackView
 
 __all__ = [
@@ -245,10 +246,23 @@ def codec_private_data(info: TrackInfo) -> str:
 
 @dataclass(frozen=True)
 class SmoothProtection:
-    """One `<ProtectionHeader>`: a DRM system id (GUID) and its header, e.g. a PlayReady Object."""
+    """One `<ProtectionHeader>`: a DRM system id (GUID) and its header, e.g. a PlayReady Object.
+
+    Smooth clients know PlayReady with `cenc` (AES-CTR) fragments carrying the PIFF sample
+    encryption box (`fmp4.smooth_fragment(protection=…)`); `playready()` builds the header.
+    """
 
     system_id: str
     data: bytes
+
+    @classmethod
+    def playready(cls, pro: bytes) -> SmoothProtection:
+        """The PlayReady header: SystemID `9A04F079-…` (upper case, as AMS writes it) and the
+        PlayReady Object (`encryption.playready_object`)."""
+        return cls(PLAYREADY_SYSTEM_ID_TEXT, pro)
+
+
+PLAYREADY_SYSTEM_ID_TEXT = str(PLAYREADY_SYSTEM_ID).upper()
 
 
 def chunk_timeline(track: TrackView) -> list[tuple[int, int]]:
