@@ -37,6 +37,7 @@ from ..db.tables import ENTITY_TABLES, accounts
 from ..errors import BadRequest, NotFound
 from ..model import MODEL
 from .assets import container_name
+from .delivery_policies import asset_delivery_policies
 from .filters import MAX_FILTERS_PER_REQUEST
 from .locators import ON_DEMAND_ORIGIN, find_locator_in_any_account
 from .streaming_endpoints import DEFAULT_NAME, RUNNING, find_endpoints_with_custom_host, is_default, normalize_host
@@ -129,6 +130,10 @@ class OriginTarget:
     endpoint: OriginEndpoint | None
     """The endpoint serving this request; None only if the account has no `default` endpoint yet
     (its default rows were never seeded) and the Host header names none of its endpoints."""
+    delivery_policies: tuple[dict[str, Any], ...] = ()
+    """The asset's AssetDeliveryPolicies (entity dicts), for `delivery_policies.delivery_decision`."""
+    content_keys: tuple[tuple[str, int], ...] = ()
+    """(Id, ContentKeyType) of every content key linked to the asset, in link order."""
 
     def file(self, name: str) -> OriginFile | None:
         return next((f for f in self.files if f.name == name), None)
@@ -282,7 +287,14 @@ def find_origin_target(db: Db, locator_guid: str, host: str | None, now: datetim
         files = tuple(OriginFile(name=r.file_name, size=r.ContentFileSize or 0, is_primary=bool(r.IsPrimary),
                                  mime_type=r.MimeType, last_modified=r.file_modified)
                       for r in rows if r.file_name is not None)
-        endpoints = Store(conn, account_id, MODEL).query(_set("StreamingEndpoints"), top=None)
+        store = Store(conn, account_id, MODEL)
+        endpoints = store.query(_set("StreamingEndpoints"), top=None)
+        policies = tuple(asset_delivery_policies(store, asset.id))
+        key_ids = store.link_targets("asset_contentkeys", asset.id)
+        keys_es = _set("ContentKeys")
+        found_keys = {k["Id"]: int(k.get("ContentKeyType") or 0) for k in
+                      store.query(keys_es, [store.key_column(keys_es).in_(key_ids)], top=None)} if key_ids else {}
+        content_keys = tuple((k, found_keys[k]) for k in key_ids if k in found_keys)
     picked = _pick_endpoint(first.account_name, endpoints, host)
     if picked is _FOREIGN:
         return None
@@ -291,7 +303,7 @@ def find_origin_target(db: Db, locator_guid: str, host: str | None, now: datetim
                             asset_id=loc["AssetId"])
     endpoint = _endpoint(account_id, picked) if isinstance(picked, dict) else None
     return OriginTarget(account_id=account_id, account_name=first.account_name, locator=locator, asset=asset,
-                        files=files, endpoint=endpoint)
+                        files=files, endpoint=endpoint, delivery_policies=policies, content_keys=content_keys)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -22,11 +22,12 @@ from urllib.parse import parse_qsl
 
 import anyio
 
-from ..entities import origin_lookup
+from ..entities import content_keys, origin_lookup
 from ..errors import ApiError
 from ..packaging.mpegts import TsMuxError
 from .cache import TtlCache
 from .http import Response, error, http_date, maybe_gzip, not_modified, parse_range, preflight
+from .protection import Plan, plan_for
 from .service import AssetRef, Built, OriginError, OriginService
 from .urls import MAX_FILTERS, OriginRequest, UrlError, parse
 
@@ -42,6 +43,7 @@ DEFAULT_SEGMENT_MAX_AGE = 86_400
 DEFAULT_MANIFEST_MAX_AGE = 2
 """VOD manifests change when filters or files change; players re-read them rarely anyway."""
 MAX_PROGRESSIVE_CHUNK = 4 << 20
+MAX_TOKEN = 8192
 
 
 def is_origin_path(path: str) -> bool:
@@ -61,6 +63,8 @@ class OriginApp:
             cache_bytes=int(getattr(settings, "origin_cache_mb", 256)) << 20)
         self.targets: TtlCache[Any] = TtlCache(1.0)
         self.filters: TtlCache[Any] = TtlCache(1.0)
+        self.plans: TtlCache[Any] = TtlCache(1.0)
+        self.keys: TtlCache[bytes] = TtlCache(60.0)
         self._generation = getattr(runtime, "changes", 0)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -109,6 +113,8 @@ class OriginApp:
             self._generation = generation
             self.targets.clear()
             self.filters.clear()
+            self.plans.clear()
+            self.keys.clear()
 
     def _from_cache(self, guid: str, host: str, req: OriginRequest, headers: dict[str, str],
                     scope: Scope) -> Response | None:
@@ -125,7 +131,10 @@ class OriginApp:
             hit, filters = self.filters.get((target.asset.id, req.params.filters))
             if not hit:
                 return None
-        built = self.service.cached(ref, req, filters or [])
+        hit, plan = self.plans.get(_plan_key(target, req))
+        if not hit or not isinstance(plan, Plan):
+            return None
+        built = self.service.cached(ref, req, filters or [], plan)
         if built is None:
             return None
         refusal = _check_target(target, scope)
@@ -167,8 +176,10 @@ class OriginApp:
                 return self._progressive(ref, req.name, headers, target)
             filters = self._filters(target, req.params.filters)
             if req.params.encryption is not None:
-                return error(501, "NotImplemented", "Dynamic encryption (encryption=…) is not built yet.")
-            built = self.service.build(ref, req, filters)
+                return error(501, "NotImplemented", "Choosing the encryption in the URL (encryption=…) is not "
+                             "supported; the asset's delivery policies decide it.")
+            plan = self._plan(target, req)
+            built = self.service.build(ref, req, filters, plan)
         except OriginError as exc:
             return error(exc.status, exc.code, exc.message)
         except UrlError as exc:
@@ -179,7 +190,29 @@ class OriginApp:
             return error(500, "UnstreamableFile", f"the segment cannot be packaged: {exc}")
         return _respond(built, headers, target, ref)
 
+    def _plan(self, target: Any, req: OriginRequest) -> Plan:
+        """How this request is protected (cached with the lookups; an OriginError is cached too)."""
+        key = _plan_key(target, req)
+        hit, plan = self.plans.get(key)
+        if not hit:
+            try:
+                plan = plan_for(target, req, self.rt.settings.api_base, self._clear_key)
+            except OriginError as exc:
+                plan = exc
+            self.plans.put(key, plan)
+        if isinstance(plan, OriginError):
+            raise plan
+        return plan
+
+    def _clear_key(self, account_id: str, key_id: str) -> bytes:
+        hit, key = self.keys.get((account_id, key_id))
+        if not hit or key is None:
+            key = content_keys.clear_key(self.rt.engine, account_id, key_id, settings=self.rt.settings)
+            self.keys.put((account_id, key_id), key)
+        return key
+
     def _progressive(self, ref: AssetRef, name: str, headers: dict[str, str], target: Any) -> Response:
+        self._plan(target, OriginRequest("file", name))  # a policy may block progressive download
         size, etag, read = self.service.progressive(ref, name)
         base = [("Content-Type", "video/mp4" if name.lower().endswith((".mp4", ".m4v")) else
                  "application/octet-stream"), ("ETag", etag), ("Accept-Ranges", "bytes"),
@@ -214,15 +247,24 @@ class OriginApp:
                         body.encode())
 
 
+def _plan_key(target: Any, req: OriginRequest) -> tuple[Any, ...]:
+    return (target.asset.id, req.kind == "file", req.params.format)
+
+
 def with_query_filters(req: OriginRequest, query: bytes) -> OriginRequest:
-    """Playlists and MPDs carry their filters to sub-requests as `?filter=a;b`; a segment is the
-    same whatever the filter, so fragments drop them (one cache entry per segment)."""
+    """Playlists and MPDs carry their filters (and a viewer token) to sub-requests as
+    `?filter=a;b&token=…`; a segment is the same whatever the filter or token, so fragments drop
+    them (one cache entry per segment)."""
     if req.kind == "fragment":
         return dataclasses.replace(req, params=dataclasses.replace(req.params, filters=()))
-    if not query or req.params.filters:
+    if not query:
         return req
-    values = [v for k, v in parse_qsl(query.decode("latin-1"), keep_blank_values=True) if k.lower() == "filter"]
-    if not values:
+    pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+    values = [v for k, v in pairs if k.lower() == "filter"]
+    tokens = [v for k, v in pairs if k.lower() == "token"]
+    if tokens and len(tokens[-1]) <= MAX_TOKEN:
+        req = dataclasses.replace(req, token=tokens[-1])
+    if not values or req.params.filters:
         return req
     names = tuple(n.strip() for n in values[-1].split(";"))
     if not all(names) or len(names) > MAX_FILTERS:

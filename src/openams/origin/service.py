@@ -27,8 +27,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
-from ..packaging import dash, fmp4, hls, mpegts, smooth
+from ..packaging import dash, encryption, fmp4, hls, mpegts, smooth
 from ..packaging.filters import FilterError, FilterSpec, apply_filters, first_quality
 from ..packaging.index import MediaFormatError, MediaIndex, index_file
 from ..packaging.model import Sample, TrackView
@@ -204,26 +205,35 @@ class OriginService:
 
     # ---- requests -------------------------------------------------------------------------------
     @staticmethod
-    def _built_key(ref: AssetRef, req: OriginRequest, filters: Sequence[dict[str, Any]]) -> Any:
-        return (ref.asset_id, ref.files, req, tuple(_filter_key(f) for f in filters))
+    def _built_key(ref: AssetRef, req: OriginRequest, filters: Sequence[dict[str, Any]], plan: Any) -> Any:
+        return (ref.asset_id, ref.files, req, tuple(_filter_key(f) for f in filters),
+                plan.cache_key if plan is not None else None)
 
-    def cached(self, ref: AssetRef, req: OriginRequest, filters: Sequence[dict[str, Any]] = ()) -> Built | None:
+    def cached(self, ref: AssetRef, req: OriginRequest, filters: Sequence[dict[str, Any]] = (),
+               plan: Any = None) -> Built | None:
         """The response body if it was built before (no I/O: safe on the event loop)."""
-        return self.built.get(self._built_key(ref, req, filters))
+        return self.built.get(self._built_key(ref, req, filters, plan))
 
-    def build(self, ref: AssetRef, req: OriginRequest, filters: Sequence[dict[str, Any]] = ()) -> Built:
-        """A manifest, playlist or segment for a parsed request (raises OriginError / UrlError)."""
-        key = self._built_key(ref, req, filters)
+    def build(self, ref: AssetRef, req: OriginRequest, filters: Sequence[dict[str, Any]] = (),
+              plan: Any = None) -> Built:
+        """A manifest, playlist or segment for a parsed request (raises OriginError / UrlError).
+        `plan` (`origin.protection.Plan`) says how to encrypt; None or a clear plan sends clear."""
+        key = self._built_key(ref, req, filters, plan)
         found = self.built.get(key)
         if found is not None:
             return found
         pres = self.presentation(ref, req.name)
+        if plan is not None and plan.kind == "clear":
+            plan = None
         if req.kind == "manifest":
-            built = self._manifest(pres, req, _specs(filters))
+            built = self._manifest(pres, req, _specs(filters), plan)
         elif req.kind == "playlist":
-            built = self._playlist(pres, req, _specs(filters))
+            built = self._playlist(pres, req, _specs(filters), plan)
         else:
-            built = self._fragment(ref, pres, req)
+            built = self._fragment(ref, pres, req, plan)
+        if plan is not None:  # the same URL under another protection is another representation
+            etag = hashlib.sha256((built.etag + repr(plan.cache_key)).encode()).hexdigest()[:32]
+            built = Built(built.body, built.content_type, f'"{etag}"', built.cacheable)
         self.built.put(key, built)
         return built
 
@@ -236,7 +246,7 @@ class OriginService:
         except FilterError as exc:
             raise OriginError(400, "InvalidFilter", str(exc)) from None
 
-    def _manifest(self, pres: Presentation, req: OriginRequest, specs: list[FilterSpec]) -> Built:
+    def _manifest(self, pres: Presentation, req: OriginRequest, specs: list[FilterSpec], plan: Any) -> Built:
         fmt = req.params.format
         views = self._views(pres, specs)
         query = _filter_query(req)
@@ -247,12 +257,12 @@ class OriginService:
                                        iframes=fmt == "m3u8-aapl")
             return _text(text, "hls")
         if fmt in DASH_FORMATS:
-            text = dash.mpd(views, fmt=fmt)
+            text = dash.mpd(views, fmt=fmt, content_protection=plan.dash_protection() if plan else ())
             return _text(text, "dash")
         assert fmt in SMOOTH_FORMATS
         return _text(smooth.client_manifest(views, v20=fmt == "fmp4-v20"), "smooth")
 
-    def _playlist(self, pres: Presentation, req: OriginRequest, specs: list[FilterSpec]) -> Built:
+    def _playlist(self, pres: Presentation, req: OriginRequest, specs: list[FilterSpec], plan: Any) -> Built:
         views = self._views(pres, specs)
         view = _find_view(views, req.track, req.bitrate)
         fmt = req.params.format
@@ -260,8 +270,8 @@ class OriginService:
         if fmt == "m3u8-aapl-v3" and view.info.kind == "video":
             muxed = _audio_for(views, req.params.audio_track)
         if req.params.keyframes:
-            if view.info.kind != "video" or fmt != "m3u8-aapl":
-                raise UrlError("I-frame playlists exist only for video tracks of format=m3u8-aapl")
+            if view.info.kind != "video" or fmt != "m3u8-aapl" or plan is not None:
+                raise UrlError("I-frame playlists exist only for clear video tracks of format=m3u8-aapl")
             track = _find_track(pres, req.track, req.bitrate)
 
             def keyframe_range(v: TrackView, i: int) -> tuple[int, int]:
@@ -270,7 +280,7 @@ class OriginService:
 
             text = hls.media_playlist(view, fmt=fmt, keyframes_only=True, keyframe_range=keyframe_range)
         else:
-            text = hls.media_playlist(view, fmt=fmt, muxed_audio=muxed)
+            text = hls.media_playlist(view, fmt=fmt, muxed_audio=muxed, keys=plan.hls_keys(req.token) if plan else ())
         return _text(text, "hls")
 
     def _keyframe_range(self, track: PresentedTrack, segment_index: int) -> tuple[int, int]:
@@ -279,23 +289,34 @@ class OriginService:
         counts = mpegts.packet_counts([(track.info, [first])])
         return 0, sum(counts.values()) * 188
 
-    def _fragment(self, ref: AssetRef, pres: Presentation, req: OriginRequest) -> Built:
+    def _fragment(self, ref: AssetRef, pres: Presentation, req: OriginRequest, plan: Any = None) -> Built:
+        built = self._clear_fragment(ref, pres, req, plan)
+        if plan is not None and plan.kind == "envelope" and not (req.time is None and req.params.format == "m3u8-cmaf"):
+            body = encryption.aes128_segment(built.body, plan.key, plan.segment_iv)
+            return Built(body, built.content_type, built.etag, True)
+        return built
+
+    def _clear_fragment(self, ref: AssetRef, pres: Presentation, req: OriginRequest, plan: Any) -> Built:
+        """The segment, with sample encryption when the plan says cenc/cbcs (AES-128 is applied
+        to the finished bytes by `_fragment`)."""
         fmt = req.params.format
         track = _find_track(pres, req.track, req.bitrate)
         audio = track.info.kind == "audio"
+        protection = plan.protection() if plan is not None else None
         if fmt in SMOOTH_FORMATS:
             if req.time is None:
                 raise UrlError("Smooth Streaming has no init segment; Fragments(<track>=i) needs format=")
             index = self._smooth_segment(track, req.time)
             samples = self._samples(ref, track, index)
-            body = fmp4.smooth_fragment(track.info, samples, sequence_number=index + 1)
+            body = fmp4.smooth_fragment(track.info, samples, sequence_number=index + 1, protection=protection)
             return Built(body, CONTENT_TYPES["audio-mp4" if audio else "mp4"], _etag(ref, req), True)
         if fmt in ("m3u8-cmaf", *DASH_FORMATS):
             if req.time is None:
-                body = fmp4.init_segment(track.info)
+                body = fmp4.init_segment(track.info, protection=protection)
             else:
                 index = self._segment(track, req.time)
-                body = fmp4.media_segment(track.info, self._samples(ref, track, index), sequence_number=index + 1)
+                body = fmp4.media_segment(track.info, self._samples(ref, track, index), sequence_number=index + 1,
+                                          protection=protection)
             return Built(body, CONTENT_TYPES["audio-mp4" if audio else "mp4"], _etag(ref, req), True)
         # MPEG-TS
         if req.time is None:
@@ -441,7 +462,13 @@ def _filter_key(f: dict[str, Any]) -> str:
 
 
 def _filter_query(req: OriginRequest) -> str:
-    return f"filter={';'.join(req.params.filters)}" if req.params.filters else ""
+    """The query that carries a request's filters and viewer token to the URIs of its playlist."""
+    parts = []
+    if req.params.filters:
+        parts.append(f"filter={';'.join(req.params.filters)}")
+    if req.token:
+        parts.append(f"token={quote(req.token, safe='')}")
+    return "&".join(parts)
 
 
 def _text(text: str, kind: str) -> Built:

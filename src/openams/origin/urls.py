@@ -65,6 +65,10 @@ class OriginRequest:
     track: str = ""
     time: int | None = None
     """Fragment start time in the format's time units; None for an init segment."""
+    token: str = ""
+    """A viewer token given as `?token=` on a manifest or playlist URL: carried into the playlists'
+    URIs and the AES key URI, so players that cannot add headers (native HLS, FFmpeg) still
+    present it to the key delivery service."""
 
 
 def parse(rest: str) -> OriginRequest:
