@@ -219,11 +219,46 @@ def account_add_client(
 
 @app.command()
 def token(
-    name: Annotated[str, typer.Argument(help="Account name.")] = DEV_ACCOUNT_NAME,
-    kind: Annotated[str, typer.Option(help="swt or jwt.")] = "swt",
+    name: Annotated[str, typer.Argument(help="Account name (API tokens).")] = DEV_ACCOUNT_NAME,
+    kind: Annotated[str | None, typer.Option(help="swt or jwt (default: swt for API tokens, jwt for viewer "
+                                             "tokens with --token-key).")] = None,
+    viewer: Annotated[bool, typer.Option("--viewer", help="A viewer token for protected content (key delivery), "
+                                         "not an API token.")] = False,
+    template: Annotated[str | None, typer.Option("--template", help="Viewer tokens: the option's "
+                                                 "TokenRestrictionTemplate XML, a file or - for stdin.")] = None,
+    token_key: Annotated[str | None, typer.Option("--token-key", help="Viewer tokens without --template: the "
+                                                  "signing key (base64), as `openams protect` printed it.")] = None,
+    issuer: Annotated[str | None, typer.Option("--issuer", help="Viewer tokens without --template: the issuer.")
+                      ] = None,
+    audience: Annotated[str | None, typer.Option("--audience", help="Viewer tokens without --template: the "
+                                                 "audience.")] = None,
+    key_id: Annotated[str | None, typer.Option("--key-id", help="Viewer tokens: the content key the token opens "
+                                               "(nb:kid:UUID:… or the GUID).")] = None,
+    lifetime: Annotated[float, typer.Option("--lifetime", min=0.1, help="Viewer tokens: minutes until the token "
+                                            "expires.")] = 60.0,
+    claim: Annotated[list[str] | None, typer.Option("--claim", help="Viewer tokens: an extra or required claim, "
+                                                    "TYPE=VALUE (repeatable).")] = None,
     data_dir: DataDir = None, database_url: DatabaseUrl = None, config: ConfigFile = None,
 ) -> None:
-    """Print an API bearer token for an account (for curl and scripts)."""
+    """Print an API bearer token for an account (for curl and scripts), or with --viewer a token that
+    satisfies a key's TokenRestrictionTemplate (for testing players).
+
+    Viewer tokens: `--template FILE|-`, or `--token-key B64 --issuer I --audience A [--kind swt]`.
+    Exit status: 0 printed; 1 the account is unknown; 2 bad arguments.
+    """
+    kind = kind.lower() if kind is not None else None
+    if kind is not None and kind not in ("swt", "jwt"):
+        err.print("[red]error:[/red] --kind takes swt or jwt")
+        raise typer.Exit(2)
+    viewer_options = {"--template": template, "--token-key": token_key, "--issuer": issuer,
+                      "--audience": audience, "--key-id": key_id, "--claim": claim}
+    if viewer:
+        print(_viewer_token(kind, template, token_key, issuer, audience, key_id, lifetime, claim or []))
+        return
+    given = [o for o, v in viewer_options.items() if v]
+    if given:
+        err.print(f"[red]error:[/red] {', '.join(given)}: only with --viewer (viewer tokens)")
+        raise typer.Exit(2)
     from .auth import tokens
 
     settings = _settings(config, data_dir=data_dir, database_url=database_url, create_dev_account=False)
@@ -234,6 +269,70 @@ def token(
     else:
         value, _ = tokens.issue_swt(account, "urn:WindowsAzureMediaServices", settings.token_lifetime)
     print(value)
+
+
+def _viewer_token(kind: str | None, template: str | None, token_key: str | None, issuer: str | None,
+                  audience: str | None, key_id: str | None, lifetime: float, claims: list[str]) -> str:
+    """A token for the key delivery service, minted locally from a template (or from the template's
+    parts) with `keydelivery.restrictions.mint_token`; exits 2 with the reason when it cannot be."""
+    from datetime import timedelta
+
+    from .client_protection import (
+        CONTENT_KEY_ID_CLAIM,
+        Claim,
+        decode_token_key,
+        key_guid,
+        token_restriction_template,
+    )
+    from .keydelivery.restrictions import TemplateError, mint_token, parse_template
+
+    def bad(message: str) -> typer.Exit:
+        from rich.markup import escape
+
+        err.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
+        return typer.Exit(2)
+
+    kid = None
+    if key_id is not None:
+        try:
+            kid = key_guid(key_id)
+        except ValueError:
+            raise bad(f"--key-id takes nb:kid:UUID:<guid> or a GUID, not '{key_id}'") from None
+    extra: dict[str, str] = {}
+    for item in claims:
+        claim_type, eq, value = item.partition("=")
+        if not eq or not claim_type:
+            raise bad(f"--claim takes TYPE=VALUE, not '{item}'")
+        extra[claim_type] = value
+    if template is not None:
+        parts = [o for o, v in (("--token-key", token_key), ("--issuer", issuer), ("--audience", audience)) if v]
+        if parts or kind is not None:
+            raise bad("--template already gives the token type, issuer, audience and key; drop "
+                      + ", ".join(parts + (["--kind"] if kind else [])))
+        try:
+            text = sys.stdin.read() if template == "-" else Path(template).read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise bad(f"cannot read the template {template}: {exc}") from None
+    else:
+        missing = [o for o, v in (("--token-key", token_key), ("--issuer", issuer), ("--audience", audience))
+                   if not v]
+        if missing:
+            raise bad(f"viewer tokens need --template, or --token-key, --issuer and --audience (missing: "
+                      f"{', '.join(missing)})")
+        try:
+            secret = decode_token_key(str(token_key))
+        except ValueError as exc:
+            raise bad(f"--token-key {exc}") from None
+        text = token_restriction_template(str(issuer), str(audience), secret, token_type=(kind or "jwt").upper(),
+                                          claims=[Claim(CONTENT_KEY_ID_CLAIM)] if key_id else [])
+    try:
+        parsed = parse_template(text)
+    except TemplateError as exc:
+        raise bad(f"the TokenRestrictionTemplate {exc}") from None
+    try:
+        return mint_token(parsed, key_id=kid, lifetime=timedelta(minutes=lifetime), claims=extra)
+    except ValueError as exc:  # a required key id claim without --key-id, or a template with no symmetric key
+        raise bad(str(exc).replace("pass key_id", "pass --key-id")) from None
 
 
 @app.command()
@@ -348,4 +447,4 @@ def _main(version: Annotated[bool, typer.Option("--version", help="Print the ver
 
 def main() -> None:
     app()
-from . import cli_encode, cli_publish, cli_worker  # noqa: E402,F401
+from . import cli_encode, cli_protect, cli_publish, cli_worker  # noqa: E402,F401
