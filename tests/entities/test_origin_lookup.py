@@ -26,6 +26,7 @@ from openams.rest.app import RestApp
 from openams.runtime import Runtime
 from tests.conftest import _new_account
 from tests.support.client import ApiClient
+from tests.support.protection import make_key
 
 JSON = {"Content-Type": "application/json"}
 
@@ -92,6 +93,32 @@ def test_target_of_an_origin_locator(runtime: Runtime, api: ApiClient, account: 
     assert find_origin_target(runtime.engine, guid(loc), None, now()) == target
     with runtime.engine.connect() as conn, conn.begin():
         assert find_origin_target(conn, guid(loc), "openams.test", now()) == target
+
+
+def test_storage_encryption_of_files_and_the_assets_storage_key(runtime: Runtime, api: ApiClient) -> None:
+    asset = post(api, "Assets", {"Name": "encrypted", "Options": 1})
+    key, _clear = make_key(api, 1)
+    envelope, _ = make_key(api, 4)
+    for k in (envelope, key):
+        r = api.request("POST", f"Assets('{q(asset['Id'])}')/$links/ContentKeys",
+                        json.dumps({"uri": f"http://openams.test/api/ContentKeys('{q(k['Id'])}')"}).encode(), **JSON)
+        assert r.status_code == 204, r.text
+    post(api, "Files", {"Name": "a.mp4", "ParentAssetId": asset["Id"], "IsEncrypted": True,
+                        "EncryptionScheme": "StorageEncryption", "EncryptionVersion": "1.0",
+                        "EncryptionKeyId": key["Id"], "InitializationVector": "42"})
+    post(api, "Files", {"Name": "b.mp4", "ParentAssetId": asset["Id"], "IsEncrypted": False})
+    policy = post(api, "AccessPolicies", {"Name": "read", "DurationInMinutes": 60.0, "Permissions": 1})
+    loc = post(api, "Locators", {"Type": 2, "AssetId": asset["Id"], "AccessPolicyId": policy["Id"]})
+    target = find_origin_target(runtime.engine, guid(loc), None, now())
+    assert target is not None and target.storage_key_id == key["Id"]
+    a, b = target.files
+    assert (a.storage_encrypted, a.initialization_vector, a.encryption_key_id) == (True, "42", key["Id"])
+    assert (b.storage_encrypted, b.initialization_vector) == (False, None)
+    assert target.storage_encrypted_files == (a,)
+    _asset, _files, clear = published(api)
+    clear_target = find_origin_target(runtime.engine, guid(clear), None, now())
+    assert clear_target is not None and clear_target.storage_key_id is None
+    assert clear_target.storage_encrypted_files == ()
 
 
 def test_asset_without_files(runtime: Runtime, api: ApiClient) -> None:

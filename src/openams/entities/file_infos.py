@@ -124,6 +124,10 @@ def create_file_infos(ctx: Ctx, params: dict[str, Any]) -> None:
     * AssetFiles whose blob is gone are left alone: AMS never deletes files behind a client's back,
       a client may create the AssetFile before uploading (the SDK flow), and an asset's files are
       removed with the asset or explicitly with `DELETE /api/Files('…')`.
+    * Storage encryption cannot be seen in a blob: new files say IsEncrypted false, and a client that
+      uploaded ciphertext to a StorageEncrypted asset MERGEs IsEncrypted, EncryptionScheme,
+      EncryptionVersion, EncryptionKeyId and InitializationVector afterwards (checked by the Files
+      rules). A refresh never touches those fields; ContentChecksum is the MD5 of the stored bytes.
     """
     from . import service
 

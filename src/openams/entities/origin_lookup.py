@@ -4,8 +4,10 @@ The origin (an HTTP surface) calls these with the database (an Engine, or a Conn
 transaction it already holds) and gets plain frozen values back — no rows, no sessions:
 
 * `find_origin_target(db, locator_guid, host, now)`: for `/<locator-guid>/…`, the account,
-  the OnDemandOrigin locator, its asset and files, and the streaming endpoint serving the request;
-  None when no usable origin locator has that GUID (missing, SAS, expired, not started yet).
+  the OnDemandOrigin locator, its asset and files (with what decrypting storage-encrypted files
+  takes: each file's IV and the id of the asset's StorageEncryption key — never the key itself),
+  and the streaming endpoint serving the request; None when no usable origin locator has that
+  GUID (missing, SAS, expired, not started yet).
 * `find_filters(db, account_id, asset_id, names)`: the filters a manifest URL names
   (`filter=a;b;c`), asset filters before global ones.
 * `endpoint_for_host(db, host)`: the endpoint a Host header names, for the requests that carry no
@@ -38,6 +40,7 @@ from ..errors import BadRequest, NotFound
 from ..model import MODEL
 from .assets import container_name
 from .delivery_policies import asset_delivery_policies
+from .files import STORAGE_KEY_TYPE, is_storage_encrypted
 from .filters import MAX_FILTERS_PER_REQUEST
 from .locators import ON_DEMAND_ORIGIN, find_locator_in_any_account
 from .streaming_endpoints import DEFAULT_NAME, RUNNING, find_endpoints_with_custom_host, is_default, normalize_host
@@ -73,6 +76,12 @@ class OriginFile:
     mime_type: str | None
     last_modified: datetime | None
     """When the AssetFile row last changed (a re-upload is followed by a MERGE of its size)."""
+    storage_encrypted: bool = False
+    """The stored bytes are AES-256-CTR ciphertext (storage encryption): read them decrypted."""
+    initialization_vector: str | None = None
+    """The file's InitializationVector as stored (decimal 64-bit IV) — not a secret."""
+    encryption_key_id: str | None = None
+    """The content key id the file says it was encrypted with."""
 
 
 @dataclass(frozen=True)
@@ -134,6 +143,13 @@ class OriginTarget:
     """The asset's AssetDeliveryPolicies (entity dicts), for `delivery_policies.delivery_decision`."""
     content_keys: tuple[tuple[str, int], ...] = ()
     """(Id, ContentKeyType) of every content key linked to the asset, in link order."""
+    storage_key_id: str | None = None
+    """The asset's StorageEncryption content key (the one that decrypts its storage-encrypted
+    files), if one is linked. Only the id: the origin unwraps it through `content_keys.clear_key`."""
+
+    @property
+    def storage_encrypted_files(self) -> tuple[OriginFile, ...]:
+        return tuple(f for f in self.files if f.storage_encrypted)
 
     def file(self, name: str) -> OriginFile | None:
         return next((f for f in self.files if f.name == name), None)
@@ -270,7 +286,8 @@ def find_origin_target(db: Db, locator_guid: str, host: str | None, now: datetim
             select(assets_t.c.Id, assets_t.c.Name, assets_t.c.Options, assets_t.c.StorageAccountName,
                    assets_t.c.LastModified, accounts.c.name.label("account_name"), files_t.c.Name.label("file_name"),
                    files_t.c.ContentFileSize, files_t.c.IsPrimary, files_t.c.MimeType,
-                   files_t.c.LastModified.label("file_modified"))
+                   files_t.c.LastModified.label("file_modified"), files_t.c.IsEncrypted, files_t.c.EncryptionScheme,
+                   files_t.c.InitializationVector, files_t.c.EncryptionKeyId)
             .join(accounts, accounts.c.id == assets_t.c.account_id)
             .outerjoin(files_t, and_(files_t.c.account_id == assets_t.c.account_id,
                                      files_t.c.ParentAssetId == assets_t.c.Id))
@@ -285,7 +302,11 @@ def find_origin_target(db: Db, locator_guid: str, host: str | None, now: datetim
                             storage_account_name=first.StorageAccountName, container=container_name(first.Id),
                             last_modified=first.LastModified)
         files = tuple(OriginFile(name=r.file_name, size=r.ContentFileSize or 0, is_primary=bool(r.IsPrimary),
-                                 mime_type=r.MimeType, last_modified=r.file_modified)
+                                 mime_type=r.MimeType, last_modified=r.file_modified,
+                                 storage_encrypted=is_storage_encrypted(
+                                     {"IsEncrypted": r.IsEncrypted, "EncryptionScheme": r.EncryptionScheme},
+                                     asset.options),
+                                 initialization_vector=r.InitializationVector, encryption_key_id=r.EncryptionKeyId)
                       for r in rows if r.file_name is not None)
         store = Store(conn, account_id, MODEL)
         endpoints = store.query(_set("StreamingEndpoints"), top=None)
@@ -295,6 +316,7 @@ def find_origin_target(db: Db, locator_guid: str, host: str | None, now: datetim
         found_keys = {k["Id"]: int(k.get("ContentKeyType") or 0) for k in
                       store.query(keys_es, [store.key_column(keys_es).in_(key_ids)], top=None)} if key_ids else {}
         content_keys = tuple((k, found_keys[k]) for k in key_ids if k in found_keys)
+        storage_key_id = next((k for k, t in content_keys if t == STORAGE_KEY_TYPE), None)
     picked = _pick_endpoint(first.account_name, endpoints, host)
     if picked is _FOREIGN:
         return None
@@ -303,7 +325,8 @@ def find_origin_target(db: Db, locator_guid: str, host: str | None, now: datetim
                             asset_id=loc["AssetId"])
     endpoint = _endpoint(account_id, picked) if isinstance(picked, dict) else None
     return OriginTarget(account_id=account_id, account_name=first.account_name, locator=locator, asset=asset,
-                        files=files, endpoint=endpoint, delivery_policies=policies, content_keys=content_keys)
+                        files=files, endpoint=endpoint, delivery_policies=policies, content_keys=content_keys,
+                        storage_key_id=storage_key_id)
 
 
 # ------------------------------------------------------------------------------------------------

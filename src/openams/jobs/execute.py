@@ -4,10 +4,16 @@ The same function runs under the in-process runner and under Celery workers. The
 truth: every state change is its own short transaction through the entity layer's store, and a
 task ends in exactly one final state — Finished, Error (with ErrorDetails a person can act on) or
 Canceled. A failed or canceled task leaves no half-written output behind.
+
+Storage-encrypted inputs (asset Options 1, files uploaded as AES-256-CTR ciphertext, spec §3.11)
+are decrypted while they are copied into scratch, chunk by chunk, with the asset's
+StorageEncryption content key and each file's InitializationVector: FFmpeg only ever sees clear
+media, and no whole file is held in memory. Outputs are written in clear (see `_publish`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 import threading
@@ -22,8 +28,10 @@ from typing import Any
 from ..db.store import Store
 from ..entities.assets import container_name
 from ..entities.base import Ctx
+from ..entities.files import is_storage_encrypted, same_key_id
 from ..model import MODEL
 from ..model.catalogue import DEFAULT_MEDIA_PROCESSOR_ID
+from ..packaging.storage_crypto import CtrStream, StorageCryptoError, parse_iv
 from .states import FINAL, JobState, job_state
 
 log = logging.getLogger("openams.jobs")
@@ -48,6 +56,16 @@ class TaskCanceled(Exception):
 class TaskRef:
     account_id: str
     task_id: str
+
+
+@dataclass(frozen=True)
+class InputKey:
+    """An input asset's StorageEncryption key as the task needs it: the clear key, or why there is
+    none (said only if an encrypted file is actually read). Never logged: `repr` hides the key."""
+
+    key_id: str | None = None
+    key: bytes = dataclasses.field(default=b"", repr=False)
+    problem: str = ""
 
 
 def _now() -> datetime:
@@ -144,6 +162,7 @@ class TaskExecution:
         for a in inputs:
             files = ctx.store.query(_es("Files"), [ctx.store.table(_es("Files")).c.ParentAssetId == a["Id"]], top=None)
             a["__files"] = files
+            a["__storage_key"] = _input_key(ctx, a, files)
         return task, inputs, outputs  # type: ignore[return-value]
 
     def _process(self, task: dict[str, Any], inputs: list[dict[str, Any]]) -> list[Path]:
@@ -215,13 +234,37 @@ class TaskExecution:
         if props is None:
             raise TaskFailed("InputFileMissing", f"File '{chosen['Name']}' of the input asset was not uploaded "
                              "(no blob with that name).")
+        decrypt = self._decryptor(asset, chosen)
         with open(target, "wb") as fh:
             if props.size:
                 for chunk in storage.read(asset["StorageAccountName"], container_name(asset["Id"]), chosen["Name"],
                                           0, props.size - 1):
-                    fh.write(chunk)
+                    fh.write(decrypt.update(chunk) if decrypt is not None else chunk)
                     self._check_cancel()
         return target
+
+    def _decryptor(self, asset: dict[str, Any], file: dict[str, Any]) -> CtrStream | None:
+        """A decryptor from offset 0 for a storage-encrypted input file, None for a clear one;
+        TaskFailed (with what to fix) when the key or the IV is missing or unusable."""
+        if not is_storage_encrypted(file, asset.get("Options")):
+            return None
+        what = f"File '{file['Name']}' of input asset '{asset['Name'] or asset['Id']}'"
+        found: InputKey = asset.get("__storage_key") or InputKey(problem="the asset's StorageEncryption key was not "
+                                                                          "loaded")
+        if not found.key:
+            raise TaskFailed("StorageKeyMissing", f"{what} is storage-encrypted and cannot be decrypted: "
+                             f"{found.problem}")
+        if file.get("EncryptionKeyId") and not same_key_id(file["EncryptionKeyId"], found.key_id):
+            raise TaskFailed("StorageKeyMismatch", f"{what} was encrypted with key '{file['EncryptionKeyId']}', but "
+                             f"the asset's StorageEncryption key is '{found.key_id}'.")
+        iv = file.get("InitializationVector")
+        if iv in (None, ""):
+            raise TaskFailed("StorageEncryptionInvalid", f"{what} is storage-encrypted but has no "
+                             "InitializationVector; set it (the decimal 64-bit IV used to encrypt it).")
+        try:
+            return CtrStream(found.key, parse_iv(str(iv)))
+        except StorageCryptoError as exc:
+            raise TaskFailed("StorageEncryptionInvalid", f"{what} cannot be decrypted: {exc}") from None
 
     def _manifest_source(self, asset: dict[str, Any], files: list[dict[str, Any]], ism: dict[str, Any]
                          ) -> dict[str, Any]:
@@ -236,7 +279,9 @@ class TaskExecution:
         props = storage.properties(account, container, ism["Name"])
         text = ""
         if props is not None and 0 < props.size <= CHUNK:
-            text = b"".join(storage.read(account, container, ism["Name"], 0, props.size - 1)).decode("utf-8", "replace")
+            raw = b"".join(storage.read(account, container, ism["Name"], 0, props.size - 1))
+            decrypt = self._decryptor(asset, ism)
+            text = (decrypt.update(raw) if decrypt is not None else raw).decode("utf-8", "replace")
         for src in re.findall(r"<(?:video|audio)\b[^>]*?\bsrc=\"([^\"]+)\"", text):
             if src in by_name:
                 return by_name[src]
@@ -268,7 +313,12 @@ class TaskExecution:
         return int(task["State"])
 
     def _publish(self, outputs: list[dict[str, Any]], files: list[Path]) -> None:
-        """Copy results into the first output asset's container (all-or-nothing)."""
+        """Copy results into the first output asset's container (all-or-nothing).
+
+        Always in clear, with AssetFiles saying IsEncrypted false — also when the output asset was
+        created StorageEncrypted (`assetCreationOptions="StorageEncrypted"`): encrypting at rest
+        would need a new StorageEncryption key made by the service, and the asset's Options still
+        make the origin require a delivery policy before it streams the output."""
         if not outputs:
             return
         asset = outputs[0]
@@ -322,6 +372,28 @@ class TaskExecution:
         release_lease(ctx, self.ref.task_id)
         if state == JobState.ERROR:
             fail_dependents(ctx, job_of(ctx, self.ref.task_id))
+
+
+def _input_key(ctx: Ctx, asset: dict[str, Any], files: list[dict[str, Any]]) -> InputKey | None:
+    """The StorageEncryption key of an input asset with storage-encrypted files (None when no file
+    is encrypted). Unwrapped here, in the task's start transaction; a problem is kept as a message
+    so that only reading an encrypted file fails the task."""
+    from ..entities import content_keys
+    from ..errors import ApiError
+
+    if not any(is_storage_encrypted(f, asset.get("Options")) for f in files):
+        return None
+    keys_es = _es("ContentKeys")
+    linked = [ctx.store.get(keys_es, k) for k in ctx.store.link_targets(content_keys.LINK, asset["Id"])]
+    storage = next((k for k in linked if k is not None and k.get("ContentKeyType") == content_keys.STORAGE), None)
+    if storage is None:
+        return InputKey(problem="the asset has no StorageEncryption content key linked "
+                                "(Assets('id')/$links/ContentKeys).")
+    try:
+        key = content_keys.clear_key(ctx.store, ctx.account, storage["Id"], settings=ctx.settings)
+    except ApiError as exc:
+        return InputKey(storage["Id"], problem=exc.message)
+    return InputKey(storage["Id"], key)
 
 
 def _mime(name: str) -> str:

@@ -23,8 +23,10 @@ from urllib.parse import parse_qsl
 import anyio
 
 from ..entities import content_keys, origin_lookup
+from ..entities.files import same_key_id
 from ..errors import ApiError
 from ..packaging.mpegts import TsMuxError
+from ..packaging.storage_crypto import StorageCryptoError, parse_iv
 from .cache import TtlCache
 from .http import Response, error, http_date, maybe_gzip, not_modified, parse_range, preflight
 from .protection import Plan, plan_for
@@ -149,9 +151,22 @@ class OriginApp:
         hit, found = self.targets.get(key)
         if not hit:
             target = origin_lookup.find_origin_target(self.rt.engine, guid, host, datetime.now(UTC))
-            found = (target, _asset_ref(target)) if target is not None else None
+            found = (target, _asset_ref(target, self._storage_key(target))) if target is not None else None
             self.targets.put(key, found)
         return found
+
+    def _storage_key(self, target: Any) -> bytes:
+        """The clear StorageEncryption key of an asset with storage-encrypted files, else b"".
+        A key that cannot be read is b"" too: the service then refuses to read the encrypted
+        files, saying so, rather than serving ciphertext (logged without any key material)."""
+        if not target.storage_encrypted_files or not target.storage_key_id:
+            return b""
+        try:
+            return self._clear_key(target.account_id, target.storage_key_id)
+        except ApiError as exc:
+            log.warning("asset %s: its StorageEncryption key %s cannot be read (%s)", target.asset.id,
+                        target.storage_key_id, exc.code)
+            return b""
 
     def _filters(self, target: Any, names: tuple[str, ...]) -> list[dict[str, Any]]:
         if not names:
@@ -234,7 +249,7 @@ class OriginApp:
             base.append(("Content-Range", f"bytes {start}-{end}/{size}"))
         if end - start + 1 <= MAX_PROGRESSIVE_CHUNK:
             return Response(status, base, read(start, end - start + 1) if size else b"")
-        chunks = self.service.storage.read(ref.storage_account, ref.container, name, start, end)
+        chunks = self.service.stream(ref, name, start, end)
         return Response(status, base, stream=chunks, length=end - start + 1)
 
     def _policy_file(self, host: str, prop: str) -> Response:
@@ -272,11 +287,27 @@ def with_query_filters(req: OriginRequest, query: bytes) -> OriginRequest:
     return dataclasses.replace(req, params=dataclasses.replace(req.params, filters=names))
 
 
-def _asset_ref(target: Any) -> AssetRef:
+def _asset_ref(target: Any, storage_key: bytes = b"") -> AssetRef:
     asset = target.asset
     files = tuple(sorted((f.name, int(f.size or 0), str(f.last_modified or "")) for f in target.files))
+    storage_key_id = getattr(target, "storage_key_id", None)
+    # a file that names another key than the asset's (its key was replaced) cannot be decrypted:
+    # without a usable IV the service refuses to read it instead of serving garbage
+    encrypted = tuple(sorted((f.name, _iv(f.initialization_vector) if not f.encryption_key_id or not storage_key_id
+                              or same_key_id(f.encryption_key_id, storage_key_id) else None)
+                             for f in target.files if getattr(f, "storage_encrypted", False)))
     return AssetRef(asset.id, asset.storage_account_name, asset.container, files,
-                    getattr(asset, "last_modified", None))
+                    getattr(asset, "last_modified", None), encrypted, storage_key)
+
+
+def _iv(text: str | None) -> int | None:
+    """A file's IV, or None when missing or unreadable (the service then refuses to read the file)."""
+    if not text:
+        return None
+    try:
+        return parse_iv(text)
+    except StorageCryptoError:
+        return None
 
 
 def _no_locator() -> Response:

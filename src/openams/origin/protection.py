@@ -6,6 +6,9 @@ Supported combinations (what real players can use): HLS TS and CMAF with AES-128
 encryption; DASH, HLS CMAF and Smooth with `cenc`/`cbcs` sample encryption and a ClearKey
 `pssh` (plus the PlayReady/Widevine licence URLs a policy names). Others (envelope DASH/Smooth,
 CENC in MPEG-TS, FairPlay) answer 501 naming the combination.
+
+StorageEncrypted assets (Options 1) follow the same policies once decrypted, except that having
+no policy blocks them instead of streaming them in the clear.
 """
 
 from __future__ import annotations
@@ -103,13 +106,13 @@ def plan_for(target: Any, req: OriginRequest, api_base: str,
     """The plan for `req` on `target`'s asset; raises OriginError for blocked or unsupported cases.
     `clear_key(account_id, key_id)` returns a content key's bytes (cached by the caller)."""
     protocol = protocol_of(req)
-    if target.asset.options & STORAGE_ENCRYPTED:
-        raise OriginError(501, "NotImplemented", "Streaming a StorageEncrypted asset (decrypting its files on the "
-                                                 "fly) is not built yet.")
-    if not target.delivery_policies:
+    # A StorageEncrypted asset streams only under a delivery policy (spec §3.8: "the origin strips
+    # storage encryption and applies the policy"); without one every protocol is blocked. The
+    # decryption itself happens below the plan, in the service's reader, whatever the plan is.
+    storage_encrypted = bool(target.asset.options & STORAGE_ENCRYPTED)
+    if not target.delivery_policies and not storage_encrypted:
         return Plan()
-    decision = delivery_decision(target.delivery_policies, protocol,
-                                 storage_encrypted=bool(target.asset.options & STORAGE_ENCRYPTED))
+    decision = delivery_decision(target.delivery_policies, protocol, storage_encrypted=storage_encrypted)
     if decision.blocked:
         raise OriginError(403, "BlockedByDeliveryPolicy", decision.reason)
     if not decision.encrypted:

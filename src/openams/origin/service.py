@@ -13,6 +13,14 @@ Three caches, from slowest to rebuild to fastest:
 
 Segments are built from coalesced ranged reads of exactly the samples they hold: a whole MP4 is
 never loaded.
+
+Storage-encrypted files (AES-256-CTR ciphertext at rest, spec §3.11) are decrypted as they are
+read: every byte the origin takes from an asset goes through `_reader` (or `stream` for long
+progressive downloads), which decrypts any range on its own from the file's IV and the asset's
+storage key carried by the `AssetRef`. Indexes, presentations, manifests and segments are thus
+built from clear bytes and everything above the reader is unchanged. The key never enters a cache
+key, an ETag or a log line; the IV (public, it is an AssetFile property) is part of the index key
+so a file re-described with another IV is re-indexed.
 """
 
 from __future__ import annotations
@@ -22,8 +30,8 @@ import logging
 import os
 import tempfile
 import threading
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -40,6 +48,7 @@ from ..packaging.presentation import (
     build_presentation,
     media_files,
 )
+from ..packaging.storage_crypto import StorageCryptoError, crypt_chunks, crypt_range
 from .cache import LruCache
 from .urls import DASH_FORMATS, HLS_FORMATS, SMOOTH_FORMATS, OriginRequest, UrlError
 
@@ -67,6 +76,19 @@ class AssetRef:
     files: tuple[tuple[str, int, str], ...]
     """(name, size, last-modified text) of every file."""
     last_modified: datetime | None = None
+    encrypted: tuple[tuple[str, int | None], ...] = ()
+    """(name, IV) of every storage-encrypted file; IV None when the file's InitializationVector
+    is missing or unreadable (reading it then fails with a clear error instead of serving garbage)."""
+    storage_key: bytes = field(default=b"", repr=False, compare=False)
+    """The asset's clear StorageEncryption key (b"" if it has none or it cannot be read). Kept out
+    of `repr`, equality and hashing so it can never leak into a cache key or a log line."""
+
+    def encryption_of(self, name: str) -> tuple[bool, int | None]:
+        """(storage-encrypted?, IV) of one of the asset's files."""
+        for n, iv in self.encrypted:
+            if n == name:
+                return True, iv
+        return False, None
 
 
 @dataclass(frozen=True)
@@ -102,11 +124,37 @@ class OriginService:
 
     # ---- reading blobs --------------------------------------------------------------------------
     def _reader(self, ref: AssetRef, name: str) -> Callable[[int, int], bytes]:
+        """`read(offset, length)` over the file's clear bytes (decrypting a storage-encrypted file)."""
+        encrypted, iv = ref.encryption_of(name)
+        if encrypted:
+            _check_decryptable(ref, name, iv)
+
         def read(offset: int, length: int) -> bytes:
             if length <= 0:
                 return b""
-            return b"".join(self.storage.read(ref.storage_account, ref.container, name, offset, offset + length - 1))
+            data = b"".join(self.storage.read(ref.storage_account, ref.container, name, offset, offset + length - 1))
+            if encrypted:
+                assert iv is not None
+                return _decrypt(ref, name, iv, offset, data)
+            return data
         return read
+
+    def stream(self, ref: AssetRef, name: str, start: int, end: int) -> Iterator[bytes]:
+        """Bytes [start, end] of the file as chunks, decrypted on the way for a storage-encrypted
+        file (constant memory, for progressive downloads too big to build in one body)."""
+        chunks = self.storage.read(ref.storage_account, ref.container, name, start, end)
+        encrypted, iv = ref.encryption_of(name)
+        if not encrypted:
+            return chunks
+        try:
+            _check_decryptable(ref, name, iv)
+            assert iv is not None
+            return crypt_chunks(ref.storage_key, iv, chunks, offset=start)
+        except (OriginError, StorageCryptoError):
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+            raise
 
     def _lock(self, key: Any) -> threading.Lock:
         with self._locks_guard:
@@ -119,7 +167,10 @@ class OriginService:
         props = self.storage.properties(ref.storage_account, ref.container, name)
         if props is None:
             raise OriginError(404, "FileNotFound", f"the asset's file '{name}' has no content in storage")
-        key = (ref.container, name, props.etag, props.size)
+        key: tuple[Any, ...] = (ref.container, name, props.etag, props.size)
+        encrypted, iv = ref.encryption_of(name)
+        if encrypted:  # the index is of the clear bytes, which depend on the IV too
+            key += ("storage-encrypted", iv)
         found = self.indexes.get(key)
         if found is not None:
             return found
@@ -437,6 +488,25 @@ class OriginService:
         if props is None:
             raise OriginError(404, "FileNotFound", f"the asset's file '{name}' has no content in storage")
         return props.size, f'"{props.etag.strip(chr(34))}"', self._reader(ref, name)
+
+
+def _check_decryptable(ref: AssetRef, name: str, iv: int | None) -> None:
+    if not ref.storage_key:
+        raise OriginError(500, "StorageKeyMissing",
+                          f"the asset's file '{name}' is storage-encrypted and the asset's StorageEncryption content "
+                          "key is missing or cannot be read")
+    if iv is None:
+        raise OriginError(500, "StorageEncryptionInvalid",
+                          f"the asset's file '{name}' is storage-encrypted but has no usable InitializationVector, "
+                          "or names another key than the asset's StorageEncryption key")
+
+
+def _decrypt(ref: AssetRef, name: str, iv: int, offset: int, data: bytes) -> bytes:
+    try:
+        return crypt_range(ref.storage_key, iv, offset, data)
+    except StorageCryptoError as exc:  # e.g. a key of the wrong length: says so, never shows it
+        raise OriginError(500, "StorageEncryptionInvalid", f"the asset's file '{name}' cannot be decrypted: {exc}"
+                          ) from None
 
 
 def _size_only(track: PresentedTrack, first: int, count: int) -> list[Any]:

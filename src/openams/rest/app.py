@@ -53,6 +53,13 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 MAX_CLIENT_REQUEST_ID = 2096
 VERSION_RE = re.compile(r"^2\.\d{1,2}$")
 WRITE_METHODS = {"POST", "PUT", "PATCH", "MERGE", "DELETE"}
+WRITING_FUNCTIONS = ("createfileinfos", "canceljob")
+"""Service operations called with GET that write (SQLite must take the write lock up front, or a
+concurrent writer makes the upgrade fail at once with "database is locked")."""
+
+
+def _writing_function(path: str) -> bool:
+    return path.lstrip("/").split("?", 1)[0].split("(", 1)[0].lower() in WRITING_FUNCTIONS
 
 
 async def read_body(receive: Receive, limit: int, declared: str | None) -> bytes:
@@ -198,7 +205,7 @@ class RestApp:
                 finally:
                     self.rt.changes += 1
             # SQLite: writers take the database lock when their transaction begins
-            conn.info["write"] = req.method.upper() in WRITE_METHODS
+            conn.info["write"] = req.method.upper() in WRITE_METHODS or _writing_function(req.path)
             with conn.begin():
                 account = self.rt.authenticate(conn, req.headers.get("authorization"), req.base_url)
                 self._check_version(req)
