@@ -10,10 +10,12 @@ Failures answer a JSON error body with a status and a code — never a traceback
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import ipaddress
 import logging
 import re
+import threading
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -46,6 +48,11 @@ DEFAULT_MANIFEST_MAX_AGE = 2
 """VOD manifests change when filters or files change; players re-read them rarely anyway."""
 MAX_PROGRESSIVE_CHUNK = 4 << 20
 MAX_TOKEN = 8192
+TARGET_TTL = 1.0
+"""Seconds a locator lookup is trusted; after that it is refreshed in the background (a deleted
+locator stops working within about this long on other processes, at once on this one)."""
+STALE_GRACE = 30.0
+"""How long past its TTL a lookup may still answer while its refresh runs."""
 
 
 def is_origin_path(path: str) -> bool:
@@ -63,9 +70,13 @@ class OriginApp:
         self.service = service or OriginService(
             runtime.storage, settings.data_dir / "origin-index",
             cache_bytes=int(getattr(settings, "origin_cache_mb", 256)) << 20)
-        self.targets: TtlCache[Any] = TtlCache(1.0)
-        self.filters: TtlCache[Any] = TtlCache(1.0)
-        self.plans: TtlCache[Any] = TtlCache(1.0)
+        self.targets: TtlCache[Any] = TtlCache(TARGET_TTL)
+        # a filter change may take a while to show, as in AMS; delivery policies cannot change
+        # while a streaming locator exists; both are dropped at once on writes through this process
+        self.filters: TtlCache[Any] = TtlCache(60.0)
+        self.plans: TtlCache[Any] = TtlCache(60.0)
+        self._refreshing: set[tuple[str, str]] = set()
+        self._refresh_guard = threading.Lock()
         self.keys: TtlCache[bytes] = TtlCache(60.0)
         self._generation = getattr(runtime, "changes", 0)
 
@@ -124,10 +135,12 @@ class OriginApp:
         if req.kind == "file":
             return None
         self._fresh()
-        hit, found = self.targets.get((guid, host.lower()))
-        if not hit or found is None:
+        state, found = self.targets.peek((guid, host.lower()), STALE_GRACE)
+        if state == "miss" or found is None:
             return None
         target, ref = found
+        if state == "stale":
+            self._refresh_later(guid, host)
         filters: Any = []
         if req.params.filters:
             hit, filters = self.filters.get((target.asset.id, req.params.filters))
@@ -144,15 +157,38 @@ class OriginApp:
             return refusal
         return _respond(built, headers, target, ref)
 
+    def _refresh_later(self, guid: str, host: str) -> None:
+        """Look the locator up again in a worker thread, once per key however many requests see the
+        stale entry; they are answered from it meanwhile."""
+        key = (guid, host.lower())
+        with self._refresh_guard:
+            if key in self._refreshing:
+                return
+            self._refreshing.add(key)
+
+        def refresh() -> None:
+            try:
+                self._lookup(guid, host)
+            except Exception:  # the next request looks it up itself and reports the error
+                log.exception("refreshing streaming locator %s failed", guid)
+            finally:
+                with self._refresh_guard:
+                    self._refreshing.discard(key)
+
+        asyncio.get_running_loop().run_in_executor(None, refresh)
+
     # ---- worker thread ----------------------------------------------------------------------------
     def _target(self, guid: str, host: str) -> tuple[Any, AssetRef] | None:
         self._fresh()
-        key = (guid, host.lower())
-        hit, found = self.targets.get(key)
+        hit, found = self.targets.get((guid, host.lower()))
         if not hit:
-            target = origin_lookup.find_origin_target(self.rt.engine, guid, host, datetime.now(UTC))
-            found = (target, _asset_ref(target, self._storage_key(target))) if target is not None else None
-            self.targets.put(key, found)
+            found = self._lookup(guid, host)
+        return found
+
+    def _lookup(self, guid: str, host: str) -> tuple[Any, AssetRef] | None:
+        target = origin_lookup.find_origin_target(self.rt.engine, guid, host, datetime.now(UTC))
+        found = (target, _asset_ref(target, self._storage_key(target))) if target is not None else None
+        self.targets.put((guid, host.lower()), found)
         return found
 
     def _storage_key(self, target: Any) -> bytes:

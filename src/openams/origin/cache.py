@@ -86,6 +86,20 @@ class TtlCache(Generic[V]):
             return False, None
         return True, item[1]
 
+    def peek(self, key: Hashable, grace: float) -> tuple[str, V | None]:
+        """("fresh" | "stale" | "miss", value): a stale entry (expired less than `grace` seconds
+        ago) may still be served while one caller refreshes it — so an expiry never makes every
+        concurrent request wait for the database at once."""
+        item = self._items.get(key)
+        if item is None:
+            return "miss", None
+        now = self._clock()
+        if item[0] >= now:
+            return "fresh", item[1]
+        if item[0] + grace >= now:
+            return "stale", item[1]
+        return "miss", None
+
     def put(self, key: Hashable, value: V) -> None:
         if len(self._items) >= self.max_items:
             now = self._clock()
