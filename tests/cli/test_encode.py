@@ -165,6 +165,12 @@ def test_a_failed_job_exits_1_with_its_error_details(served: Served, tmp_path: P
     assert "Traceback" not in out.stderr
 
 
+def _default_sigint() -> None:
+    """A terminal's Ctrl-C reaches a foreground program; a test run started in the background by a
+    non-interactive shell (`cmd &`) ignores SIGINT, and children inherit that — restore it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 def test_ctrl_c_while_waiting_cancels_the_job(served: Served, tmp_path: Path) -> None:
     # long enough (~10 s of encoding even at 11x realtime) that Ctrl-C always lands mid-encode
@@ -175,7 +181,7 @@ def test_ctrl_c_while_waiting_cancels_the_job(served: Served, tmp_path: Path) ->
         asset_id = client.upload(str(clip)).asset_id
         proc = subprocess.Popen([*CLI, "encode", asset_id, "--preset", str(preset), "--wait", "--interval", "0.3",
                                  *served.args()], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env=clean_env())
+                                env=clean_env(), preexec_fn=_default_sigint)
         try:
             assert proc.stdout is not None
             job_id = proc.stdout.readline().strip()
