@@ -412,7 +412,8 @@ def test_chained_tasks_run_in_order(runtime, api: ApiClient, scheduler, small_cl
     job_id = r.json()["Id"]
     done = wait_final(api, job_id)
     tasks = {t["Name"]: t for t in tasks_of(api, job_id)}
-    assert done["State"] == FINISHED, tasks
+    assert done["State"] == FINISHED, {n: (t["State"], t.get("ErrorDetails"), t.get("HistoricalEvents"))
+                                       for n, t in tasks.items()}
     first, second = tasks["video"], tasks["audio"]
     assert parse_time(second["StartTime"]) >= parse_time(first["EndTime"]), (first, second)
     outs = outputs_of(api, job_id)

@@ -220,15 +220,20 @@ def test_corrupted_mp4_is_a_clean_error_and_does_not_poison_the_cache(origin_ser
 def test_crossdomain_policy_files(origin_server: ServeProcess) -> None:
     policy = ("<?xml version=\"1.0\"?><cross-domain-policy><allow-access-from domain=\"*\"/>"
               "</cross-domain-policy>")
+    # the policy files name no locator: the endpoint is found by Host (a server with several accounts
+    # cannot guess whose default endpoint a bare IP address means)
+    host = f"media-{uuid.uuid4().hex[:8]}.example.test"
     with origin_server.client() as client:
         endpoints = client.api("GET", "StreamingEndpoints", "listing endpoints").json()["value"]
         default = next(e for e in endpoints if e["Name"] == "default")
         key = quote(default["Id"], safe="")
-        before = get(f"{origin_server.api}/crossdomain.xml")
+        client.api("MERGE", f"StreamingEndpoints('{key}')", "adding a host name",
+                   {"CustomHostNames": [*default.get("CustomHostNames", []), host]})
+        before = get(f"{origin_server.api}/crossdomain.xml", headers={"Host": host})
         assert before.status_code == 404
         client.api("MERGE", f"StreamingEndpoints('{key}')", "setting policies",
                    {"CrossSiteAccessPolicies": {"CrossDomainPolicy": policy, "ClientAccessPolicy": None}})
-    r = get(f"{origin_server.api}/crossdomain.xml")
+    r = get(f"{origin_server.api}/crossdomain.xml", headers={"Host": host})
     assert r.status_code == 200 and r.text == policy and r.headers["content-type"].startswith("text/xml")
 
 
