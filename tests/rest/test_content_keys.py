@@ -50,7 +50,7 @@ def ck_url(key: dict[str, Any] | str) -> str:
     return f"ContentKeys('{q(key if isinstance(key, str) else key['Id'])}')"
 
 
-def refused(api: ApiClient, r: Any, *fragments: str, status: int = 400) -> str:
+def assert_refused(api: ApiClient, r: Any, *fragments: str, status: int = 400) -> str:
     assert r.status_code == status, (r.status_code, r.text)
     _code, message = api.error(r)
     for fragment in fragments:
@@ -107,8 +107,8 @@ def test_get_protection_key_id_answers_an_edm_string(api: ApiClient) -> None:
 
 
 def test_unknown_content_key_type_is_refused(api: ApiClient) -> None:
-    refused(api, api.get("GetProtectionKeyId?contentKeyType=5"), "contentKeyType", "EnvelopeEncryption")
-    refused(api, api.get("GetProtectionKeyId"), "contentKeyType")
+    assert_refused(api, api.get("GetProtectionKeyId?contentKeyType=5"), "contentKeyType", "EnvelopeEncryption")
+    assert_refused(api, api.get("GetProtectionKeyId"), "contentKeyType")
 
 
 def test_get_protection_key_takes_either_parameter_case_and_any_thumbprint_case(api: ApiClient) -> None:
@@ -119,10 +119,10 @@ def test_get_protection_key_takes_either_parameter_case_and_any_thumbprint_case(
 
 
 def test_unknown_protection_key_is_404(api: ApiClient) -> None:
-    refused(api, api.get("GetProtectionKey?ProtectionKeyId='0000000000000000000000000000000000000000'"),
+    assert_refused(api, api.get("GetProtectionKey?ProtectionKeyId='0000000000000000000000000000000000000000'"),
             "0000000000000000000000000000000000000000", "GetProtectionKeyId", status=404)
-    refused(api, api.get("GetProtectionKey?ProtectionKeyId='not-a-thumbprint'"), status=404)
-    refused(api, api.get("GetProtectionKey"), "protectionKeyId")
+    assert_refused(api, api.get("GetProtectionKey?ProtectionKeyId='not-a-thumbprint'"), status=404)
+    assert_refused(api, api.get("GetProtectionKey"), "protectionKeyId")
 
 
 # ---- creating keys ------------------------------------------------------------------------------------
@@ -180,23 +180,23 @@ def test_the_service_makes_the_id_and_checksum_when_omitted(api: ApiClient) -> N
 def test_a_duplicate_id_is_409(api: ApiClient, http: TestClient, other_account: Any) -> None:
     key, _ = make_key(api, 4)
     again, _ = key_props(api, 4, key_id=key["Id"])
-    refused(api, post_key(api, again), key["Id"], status=409)
+    assert_refused(api, post_key(api, again), key["Id"], status=409)
     # ids are unique across accounts too (the key delivery URL names no account)
     other = ApiClient.for_account(http, other_account)
     theirs, _ = key_props(other, 4, key_id=key["Id"])
-    message = refused(other, post_key(other, theirs), "already taken", status=409)
+    message = assert_refused(other, post_key(other, theirs), "already taken", status=409)
     assert "account" not in message.lower()
 
 
 def test_a_wrong_checksum_is_refused(api: ApiClient) -> None:
     props, _ = key_props(api, 4, Checksum=base64.b64encode(os.urandom(8)).decode())
-    refused(api, post_key(api, props), "Checksum does not match")
+    assert_refused(api, post_key(api, props), "Checksum does not match")
     # a checksum made for another key id
     props, clear = key_props(api, 4)
     props["Checksum"] = key_checksum(clear, f"nb:kid:UUID:{uuid.uuid4()}")
-    refused(api, post_key(api, props), "Checksum does not match")
+    assert_refused(api, post_key(api, props), "Checksum does not match")
     props, _ = key_props(api, 4, Checksum="***")
-    refused(api, post_key(api, props), "Checksum is not base64")
+    assert_refused(api, post_key(api, props), "Checksum is not base64")
     assert api.list("ContentKeys") == []
 
 
@@ -205,7 +205,7 @@ def test_a_wrong_checksum_is_refused(api: ApiClient) -> None:
                                                             (6, 24, "16 bytes")])
 def test_a_wrong_key_length_is_refused(api: ApiClient, key_type: int, size: int, expected: str) -> None:
     props, _ = key_props(api, key_type, clear=os.urandom(size))
-    refused(api, post_key(api, props), expected, f"is {size} bytes")
+    assert_refused(api, post_key(api, props), expected, f"is {size} bytes")
 
 
 def test_a_key_wrapped_to_another_certificate_is_refused(api: ApiClient) -> None:
@@ -213,27 +213,27 @@ def test_a_key_wrapped_to_another_certificate_is_refused(api: ApiClient) -> None
     clear = os.urandom(16)
     props, _ = key_props(api, 4, clear=clear)
     props["EncryptedContentKey"] = wrap(cert, clear)
-    refused(api, post_key(api, props), "cannot be decrypted", props["ProtectionKeyId"], "RSA-OAEP")
+    assert_refused(api, post_key(api, props), "cannot be decrypted", props["ProtectionKeyId"], "RSA-OAEP")
     # PKCS#1 v1.5 to the right certificate is not what clients send either
     ours = protection_certificate(api, props["ProtectionKeyId"])
     public = ours.public_key()
     assert isinstance(public, rsa.RSAPublicKey)
     props["EncryptedContentKey"] = base64.b64encode(public.encrypt(clear, padding.PKCS1v15())).decode()
-    refused(api, post_key(api, props), "cannot be decrypted")
+    assert_refused(api, post_key(api, props), "cannot be decrypted")
     for garbage in ("not base64!", base64.b64encode(os.urandom(256)).decode()):
         props["EncryptedContentKey"] = garbage
-        refused(api, post_key(api, props), "EncryptedContentKey")
+        assert_refused(api, post_key(api, props), "EncryptedContentKey")
 
 
 def test_an_unknown_or_mismatched_protection_key_id_is_refused(api: ApiClient) -> None:
     props, _ = key_props(api, 4, ProtectionKeyId="0123456789ABCDEF0123456789ABCDEF01234567")
-    refused(api, post_key(api, props), "0123456789ABCDEF0123456789ABCDEF01234567", "not a protection key",
+    assert_refused(api, post_key(api, props), "0123456789ABCDEF0123456789ABCDEF01234567", "not a protection key",
             "GetProtectionKeyId?contentKeyType=4")
     # the account's certificate, but for another key type
     common = protection_key_id(api, 0)
     props, clear = key_props(api, 4)
     props.update(ProtectionKeyId=common, EncryptedContentKey=wrap(protection_certificate(api, common), clear))
-    refused(api, post_key(api, props), "CommonEncryption (0) keys, not EnvelopeEncryption (4)")
+    assert_refused(api, post_key(api, props), "CommonEncryption (0) keys, not EnvelopeEncryption (4)")
 
 
 def test_missing_or_invalid_fields_are_refused(api: ApiClient) -> None:
@@ -243,7 +243,7 @@ def test_missing_or_invalid_fields_are_refused(api: ApiClient) -> None:
                                   ("ProtectionKeyType", 2, "ProtectionKeyType"),
                                   ("ContentKeyType", 5, "ContentKeyType must be one of"),
                                   ("Id", "nb:kid:UUID:not-a-guid", "nb:kid:UUID:")):
-        refused(api, post_key(api, {**props, name: value}), fragment)
+        assert_refused(api, post_key(api, {**props, name: value}), fragment)
     assert api.list("ContentKeys") == []
 
 
@@ -288,9 +288,9 @@ def test_a_missing_authorization_policy_is_404(api: ApiClient) -> None:
     key, _ = make_key(api, 4)
     missing = f"nb:ckpid:UUID:{uuid.uuid4()}"
     r = api.request("MERGE", ck_url(key), json.dumps({"AuthorizationPolicyId": missing}).encode(), **JSON)
-    refused(api, r, missing, status=404)
+    assert_refused(api, r, missing, status=404)
     props, _ = key_props(api, 4, AuthorizationPolicyId=missing)
-    refused(api, post_key(api, props), missing, status=404)
+    assert_refused(api, post_key(api, props), missing, status=404)
 
 
 def test_key_material_cannot_change(api: ApiClient) -> None:
@@ -298,9 +298,9 @@ def test_key_material_cannot_change(api: ApiClient) -> None:
     other, _ = key_props(api, 4)
     for name in ("EncryptedContentKey", "Checksum"):
         r = api.request("MERGE", ck_url(key), json.dumps({name: other[name]}).encode(), **JSON)
-        refused(api, r, name, "Create a new ContentKey")
+        assert_refused(api, r, name, "Create a new ContentKey")
     r = api.request("MERGE", ck_url(key), json.dumps({"ContentKeyType": 0}).encode(), **JSON)
-    refused(api, r, "ContentKeyType")
+    assert_refused(api, r, "ContentKeyType")
 
 
 def test_delete_removes_the_key_and_its_links(api: ApiClient) -> None:
@@ -310,7 +310,7 @@ def test_delete_removes_the_key_and_its_links(api: ApiClient) -> None:
     assert api.delete(ck_url(key)).status_code == 204
     assert api.get(ck_url(key)).status_code == 404
     assert api.list(f"Assets('{q(a['Id'])}')/ContentKeys") == []
-    refused(api, rebind(api, key["Id"], ""), status=404)
+    assert_refused(api, rebind(api, key["Id"], ""), status=404)
 
 
 # ---- RebindContentKey ---------------------------------------------------------------------------------
@@ -339,8 +339,8 @@ def test_rebind_tolerates_how_clients_encode_the_certificate(api: ApiClient) -> 
 
 def test_rebind_refuses_what_is_not_an_rsa_certificate(api: ApiClient) -> None:
     key, _ = make_key(api, 4)
-    refused(api, rebind(api, key["Id"], "bm90IGEgY2VydGlmaWNhdGU="), "x509Certificate")
-    refused(api, rebind(api, key["Id"], "***"), "x509Certificate")
+    assert_refused(api, rebind(api, key["Id"], "bm90IGEgY2VydGlmaWNhdGU="), "x509Certificate")
+    assert_refused(api, rebind(api, key["Id"], "***"), "x509Certificate")
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
@@ -350,9 +350,9 @@ def test_rebind_refuses_what_is_not_an_rsa_certificate(api: ApiClient) -> None:
     ec_cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(ec_key.public_key())
                .serial_number(1).not_valid_before(now).not_valid_after(now.replace(year=now.year + 1))
                .sign(ec_key, hashes.SHA256()))
-    refused(api, rebind(api, key["Id"], der_b64(ec_cert)), "RSA")
-    refused(api, api.get(f"RebindContentKey?id='{q(key['Id'])}'"), "x509Certificate")
-    refused(api, rebind(api, f"nb:kid:UUID:{uuid.uuid4()}", ""), status=404)
+    assert_refused(api, rebind(api, key["Id"], der_b64(ec_cert)), "RSA")
+    assert_refused(api, api.get(f"RebindContentKey?id='{q(key['Id'])}'"), "x509Certificate")
+    assert_refused(api, rebind(api, f"nb:kid:UUID:{uuid.uuid4()}", ""), status=404)
 
 
 # ---- GetKeyDeliveryUrl --------------------------------------------------------------------------------
@@ -387,13 +387,13 @@ def test_key_delivery_url_takes_a_numeric_string(api: ApiClient) -> None:
 ])
 def test_key_delivery_url_mismatches_are_400(api: ApiClient, key_type: int, delivery: int, fragment: str) -> None:
     key, _ = make_key(api, key_type)
-    refused(api, delivery_url(api, key, delivery), fragment)
+    assert_refused(api, delivery_url(api, key, delivery), fragment)
 
 
 def test_key_delivery_url_needs_a_type(api: ApiClient) -> None:
     key, _ = make_key(api, 4)
-    refused(api, api.request("POST", f"{ck_url(key)}/GetKeyDeliveryUrl", b"{}", **JSON), "keyDeliveryType")
-    refused(api, delivery_url(api, {"Id": f"nb:kid:UUID:{uuid.uuid4()}"}, 2), status=404)
+    assert_refused(api, api.request("POST", f"{ck_url(key)}/GetKeyDeliveryUrl", b"{}", **JSON), "keyDeliveryType")
+    assert_refused(api, delivery_url(api, {"Id": f"nb:kid:UUID:{uuid.uuid4()}"}, 2), status=404)
 
 
 # ---- asset links --------------------------------------------------------------------------------------
@@ -401,13 +401,13 @@ def test_key_delivery_url_needs_a_type(api: ApiClient) -> None:
 
 def test_a_storage_key_links_only_to_a_storage_encrypted_asset(any_api: ApiClient) -> None:
     key, _ = make_key(any_api, 1)
-    refused(any_api, link(any_api, asset(any_api, 0), key), "StorageEncrypted asset (Options 1)")
+    assert_refused(any_api, link(any_api, asset(any_api, 0), key), "StorageEncrypted asset (Options 1)")
     encrypted = asset(any_api, 1)
     assert link(any_api, encrypted, key).status_code == 204
     assert [k["Id"] for k in any_api.list(f"Assets('{q(encrypted['Id'])}')/ContentKeys")] == [key["Id"]]
-    refused(any_api, link(any_api, encrypted, key), status=409)  # the same key twice
+    assert_refused(any_api, link(any_api, encrypted, key), status=409)  # the same key twice
     second, _ = make_key(any_api, 1)
-    refused(any_api, link(any_api, encrypted, second), "already has a StorageEncryption key", status=409)
+    assert_refused(any_api, link(any_api, encrypted, second), "already has a StorageEncryption key", status=409)
     # a dynamic-encryption key sits next to the storage key
     envelope, _ = make_key(any_api, 4)
     assert link(any_api, encrypted, envelope).status_code == 204
@@ -416,8 +416,8 @@ def test_a_storage_key_links_only_to_a_storage_encrypted_asset(any_api: ApiClien
 def test_statically_protected_assets_take_only_their_key_type(api: ApiClient) -> None:
     envelope, _ = make_key(api, 4)
     common, _ = make_key(api, 0)
-    refused(api, link(api, asset(api, 2), envelope), "CommonEncryptionProtected (2)", "CommonEncryption (0)")
-    refused(api, link(api, asset(api, 4), common), "EnvelopeEncryptionProtected (4)")
+    assert_refused(api, link(api, asset(api, 2), envelope), "CommonEncryptionProtected (2)", "CommonEncryption (0)")
+    assert_refused(api, link(api, asset(api, 4), common), "EnvelopeEncryptionProtected (4)")
     assert link(api, asset(api, 2), common).status_code == 204
     assert link(api, asset(api, 4), envelope).status_code == 204
     # a clear asset takes dynamic-encryption keys of every kind
@@ -435,7 +435,7 @@ def test_unlinking_the_last_asset_deletes_the_key(api: ApiClient) -> None:
     assert api.list(f"Assets('{q(a['Id'])}')/ContentKeys") == []
     assert unlink(api, b, key).status_code == 204
     assert api.get(ck_url(key)).status_code == 404  # as the asset reference page says
-    refused(api, unlink(api, b, key), status=404)
+    assert_refused(api, unlink(api, b, key), status=404)
 
 
 def test_deleting_an_asset_deletes_keys_only_it_links(api: ApiClient) -> None:
@@ -454,7 +454,7 @@ def test_creating_a_key_under_an_asset_applies_the_link_rules(api: ApiClient) ->
     props, _ = key_props(api, 1)
     plain = asset(api, 0)
     r = api.request("POST", f"Assets('{q(plain['Id'])}')/ContentKeys", json.dumps(props).encode(), **JSON)
-    refused(api, r, "StorageEncrypted asset")
+    assert_refused(api, r, "StorageEncrypted asset")
     assert api.get(ck_url(props["Id"])).status_code == 404  # rolled back
     encrypted = asset(api, 1)
     r = api.request("POST", f"Assets('{q(encrypted['Id'])}')/ContentKeys", json.dumps(props).encode(), **JSON)
@@ -499,25 +499,25 @@ def test_another_account_cannot_reach_keys_or_certificates(api: ApiClient, http:
     thumbprint = key["ProtectionKeyId"]
     other = ApiClient.for_account(http, other_account)
     # reading the key, its delivery URL, rebinding it
-    refused(other, other.get(ck_url(key)), status=404)
+    assert_refused(other, other.get(ck_url(key)), status=404)
     assert other.list("ContentKeys") == []
-    refused(other, delivery_url(other, key, 2), status=404)
-    refused(other, rebind(other, key["Id"], ""), status=404)
+    assert_refused(other, delivery_url(other, key, 2), status=404)
+    assert_refused(other, rebind(other, key["Id"], ""), status=404)
     cert, _ = self_signed()
-    refused(other, rebind(other, key["Id"], der_b64(cert)), status=404)
+    assert_refused(other, rebind(other, key["Id"], der_b64(cert)), status=404)
     # linking it to one's own asset
     mine = asset(other)
-    refused(other, link(other, mine, key), status=404)
+    assert_refused(other, link(other, mine, key), status=404)
     # updating or deleting it
-    refused(other, other.request("MERGE", ck_url(key), b'{"Name":"pwned"}', **JSON), status=404)
-    refused(other, other.delete(ck_url(key)), status=404)
+    assert_refused(other, other.request("MERGE", ck_url(key), b'{"Name":"pwned"}', **JSON), status=404)
+    assert_refused(other, other.delete(ck_url(key)), status=404)
     # the certificate: not readable, not usable to create keys
-    refused(other, other.get(f"GetProtectionKey?ProtectionKeyId='{thumbprint}'"), status=404)
+    assert_refused(other, other.get(f"GetProtectionKey?ProtectionKeyId='{thumbprint}'"), status=404)
     assert protection_key_id(other, 4) != thumbprint
     clear = os.urandom(16)
     props, _ = key_props(other, 4, clear=clear)
     props.update(ProtectionKeyId=thumbprint,
                  EncryptedContentKey=wrap(protection_certificate(api, thumbprint), clear))
-    refused(other, post_key(other, props), "not a protection key of this account")
+    assert_refused(other, post_key(other, props), "not a protection key of this account")
     # the owner still has everything
     assert api.entity(api.get(ck_url(key)))["Name"] == key["Name"]

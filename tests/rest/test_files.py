@@ -55,7 +55,7 @@ def merge(api: ApiClient, file_id: str, props: dict[str, Any]) -> Any:
     return api.request("MERGE", f"Files('{q(file_id)}')", json.dumps(props).encode(), **JSON)
 
 
-def refused(api: ApiClient, r: Any, *fragments: str) -> None:
+def assert_refused(api: ApiClient, r: Any, *fragments: str) -> None:
     assert r.status_code == 400, (r.status_code, r.text)
     _code, message = api.error(r)
     for fragment in fragments:
@@ -89,8 +89,8 @@ def test_encryption_fields_are_set_by_merge_after_upload(api: ApiClient) -> None
                                 "InitializationVector": IV}).status_code == 204
     back = api.entity(api.get(f"Files('{q(f['Id'])}')"))
     assert back["IsEncrypted"] is True and back["InitializationVector"] == IV
-    refused(api, merge(api, f["Id"], {"InitializationVector": "0x1234"}), "decimal")
-    refused(api, merge(api, f["Id"], {"InitializationVector": None}), "InitializationVector")
+    assert_refused(api, merge(api, f["Id"], {"InitializationVector": "0x1234"}), "decimal")
+    assert_refused(api, merge(api, f["Id"], {"InitializationVector": None}), "InitializationVector")
     assert api.entity(api.get(f"Files('{q(f['Id'])}')"))["InitializationVector"] == IV
     # other properties can still change without resending the encryption fields
     assert merge(api, f["Id"], {"ContentFileSize": "1234"}).status_code == 204
@@ -102,26 +102,26 @@ def test_encryption_fields_are_set_by_merge_after_upload(api: ApiClient) -> None
                                          ("18446744073709551616", "64 bits"), ("123456789012345678901", "decimal")])
 def test_an_encrypted_file_needs_a_decimal_64_bit_iv(api: ApiClient, iv: str | None, fragment: str) -> None:
     a, key = encrypted_asset(api)
-    refused(api, post(api, fields(a, key["Id"], iv)), fragment)
+    assert_refused(api, post(api, fields(a, key["Id"], iv)), fragment)
     assert api.list(f"Assets('{q(a['Id'])}')/Files") == []
 
 
 def test_an_encrypted_file_needs_the_assets_storage_key(api: ApiClient) -> None:
     a, key = encrypted_asset(api)
-    refused(api, post(api, fields(a, None)), "EncryptionKeyId")
+    assert_refused(api, post(api, fields(a, None)), "EncryptionKeyId")
     other, _ = make_key(api, 1)
-    refused(api, post(api, fields(a, other["Id"])), other["Id"], key["Id"])
+    assert_refused(api, post(api, fields(a, other["Id"])), other["Id"], key["Id"])
     envelope, _ = make_key(api, 4)
     link(api, a, envelope)
-    refused(api, post(api, fields(a, envelope["Id"])), "not the StorageEncryption key")
+    assert_refused(api, post(api, fields(a, envelope["Id"])), "not the StorageEncryption key")
     bare = asset(api, 1)
-    refused(api, post(api, fields(bare, key["Id"])), "no StorageEncryption key linked")
+    assert_refused(api, post(api, fields(bare, key["Id"])), "no StorageEncryption key linked")
 
 
 def test_storage_encryption_only_on_storage_encrypted_assets(api: ApiClient) -> None:
     _, key = encrypted_asset(api)
     plain = asset(api, 0)
-    refused(api, post(api, fields(plain, key["Id"])), "not StorageEncrypted (Options 1)")
+    assert_refused(api, post(api, fields(plain, key["Id"])), "not StorageEncrypted (Options 1)")
     # what CreateFileInfos and the REST sample send stays fine anywhere
     assert post(api, {"Name": "a.mp4", "ParentAssetId": plain["Id"], "IsEncrypted": "false"}).status_code == 201
     # a statically protected asset's files carry their own scheme and no storage IV
@@ -133,7 +133,7 @@ def test_storage_encryption_only_on_storage_encrypted_assets(api: ApiClient) -> 
 
 def test_unknown_encryption_versions_are_refused(api: ApiClient) -> None:
     a, key = encrypted_asset(api)
-    refused(api, post(api, fields(a, key["Id"], EncryptionVersion="2.0")), "\"1.0\"")
+    assert_refused(api, post(api, fields(a, key["Id"], EncryptionVersion="2.0")), "\"1.0\"")
     # a file that names no scheme on a StorageEncrypted asset is storage-encrypted too
-    refused(api, post(api, fields(a, key["Id"], None, EncryptionScheme=None)), "InitializationVector")
+    assert_refused(api, post(api, fields(a, key["Id"], None, EncryptionScheme=None)), "InitializationVector")
     assert post(api, fields(a, key["Id"], EncryptionVersion=None, EncryptionScheme=None)).status_code == 201

@@ -80,7 +80,7 @@ def accepted(api: ApiClient, r: Any, target: str) -> str:
     return op_id
 
 
-def refused(api: ApiClient, r: Any, *fragments: str, code: str = "InvalidOperation", status: int = 400) -> str:
+def assert_refused(api: ApiClient, r: Any, *fragments: str, code: str = "InvalidOperation", status: int = 400) -> str:
     assert r.status_code == status, (r.status_code, r.text)
     got_code, message = api.error(r)
     assert got_code == code, (got_code, message)
@@ -110,10 +110,10 @@ def test_every_account_has_a_running_default_endpoint(any_api: ApiClient) -> Non
 
 def test_the_default_endpoint_cannot_be_deleted(any_api: ApiClient) -> None:
     default = any_api.list("StreamingEndpoints")[0]
-    refused(any_api, any_api.delete(se_url(default)), "default", code="DeleteNotAllowedOnDefaultOrigin")
+    assert_refused(any_api, any_api.delete(se_url(default)), "default", code="DeleteNotAllowedOnDefaultOrigin")
     accepted(any_api, action(any_api, default, "Stop"), default["Id"])
     assert read(any_api, default)["State"] == "Stopped"
-    refused(any_api, any_api.delete(se_url(default)), "default", code="DeleteNotAllowedOnDefaultOrigin")
+    assert_refused(any_api, any_api.delete(se_url(default)), "default", code="DeleteNotAllowedOnDefaultOrigin")
     accepted(any_api, action(any_api, default, "Start"), default["Id"])
     assert read(any_api, default)["State"] == "Running"
 
@@ -153,13 +153,13 @@ def test_bad_names_are_400(api: ApiClient, name: str) -> None:
 
 
 def test_name_is_required(api: ApiClient) -> None:
-    refused(api, create(api, {"Description": "nameless"}, expect=400), "Name", code="MissingProperty")
+    assert_refused(api, create(api, {"Description": "nameless"}, expect=400), "Name", code="MissingProperty")
 
 
 @pytest.mark.parametrize("name", ["edge", "EDGE", "default", "Default"])
 def test_names_are_unique_per_account_ignoring_case(api: ApiClient, other_account: Any, name: str) -> None:
     make(api, "edge")
-    refused(api, create(api, {"Name": name}, expect=409), name, code="ResourceNameTaken", status=409)
+    assert_refused(api, create(api, {"Name": name}, expect=409), name, code="ResourceNameTaken", status=409)
     other = ApiClient.for_account(api.http, other_account)
     if name.lower() != "default":
         assert make(other, name)["Name"] == name  # per account only
@@ -167,8 +167,8 @@ def test_names_are_unique_per_account_ignoring_case(api: ApiClient, other_accoun
 
 def test_name_and_scale_units_cannot_change_by_update(api: ApiClient) -> None:
     endpoint = make(api, "fixed")
-    refused(api, merge(api, endpoint, {"Name": "renamed"}), "Name", code="PropertyNotUpdatable")
-    refused(api, merge(api, endpoint, {"ScaleUnits": 2}), "ScaleUnits", code="PropertyNotUpdatable")
+    assert_refused(api, merge(api, endpoint, {"Name": "renamed"}), "Name", code="PropertyNotUpdatable")
+    assert_refused(api, merge(api, endpoint, {"ScaleUnits": 2}), "ScaleUnits", code="PropertyNotUpdatable")
     got = read(api, endpoint)
     assert got["Name"] == "fixed" and got["ScaleUnits"] == 0
 
@@ -181,14 +181,14 @@ def test_start_stop_scale_delete_matrix(any_api: ApiClient) -> None:
     endpoint = make(api, "matrix")
     eid = endpoint["Id"]
     # Stopped, 0 units: only Start (and Delete)
-    message = refused(api, action(api, endpoint, "Stop"), "Stopped", "Start")
+    message = assert_refused(api, action(api, endpoint, "Stop"), "Stopped", "Start")
     assert "Stop" in message
-    refused(api, action(api, endpoint, "Scale", {"scaleUnits": 1}), "Stopped", "Scale")
+    assert_refused(api, action(api, endpoint, "Scale", {"scaleUnits": 1}), "Stopped", "Scale")
     accepted(api, action(api, endpoint, "Start"), eid)
     assert read(api, endpoint)["State"] == "Running"
     # Running: Stop or Scale; not Start, not Delete
-    refused(api, action(api, endpoint, "Start"), "Running", "Stop, Scale")
-    refused(api, api.delete(se_url(endpoint)), "Running", "Delete")
+    assert_refused(api, action(api, endpoint, "Start"), "Running", "Stop, Scale")
+    assert_refused(api, api.delete(se_url(endpoint)), "Running", "Delete")
     accepted(api, action(api, endpoint, "Scale", {"scaleUnits": 2}), eid)
     got = read(api, endpoint)
     assert got["State"] == "Running" and got["ScaleUnits"] == 2
@@ -221,7 +221,7 @@ def test_every_operation_is_listed(api: ApiClient) -> None:
 def test_scale_validation(api: ApiClient, body: Any, status: int, fragment: str, code: str) -> None:
     endpoint = make(api, "scaly")
     accepted(api, action(api, endpoint, "Start"), endpoint["Id"])
-    refused(api, action(api, endpoint, "Scale", body), fragment, code=code, status=status)
+    assert_refused(api, action(api, endpoint, "Scale", body), fragment, code=code, status=status)
     assert read(api, endpoint)["ScaleUnits"] == 0
 
 
@@ -334,10 +334,10 @@ def test_custom_host_names_are_unique_across_accounts(api: ApiClient, other_acco
     mine = make(api, "mine", CustomHostNames=[shared])
     assert merge(api, mine, {"CustomHostNames": [shared, more]}).status_code == 204
     r = create(api, {"Name": "again", "CustomHostNames": [shared]}, expect=409)
-    refused(api, r, shared, code="ResourceNameTaken", status=409)
+    assert_refused(api, r, shared, code="ResourceNameTaken", status=409)
     other = ApiClient.for_account(api.http, other_account)
     r = create(other, {"Name": "theirs", "CustomHostNames": [shared.upper()]}, expect=409)
-    message = refused(other, r, "already used", code="ResourceNameTaken", status=409)
+    message = assert_refused(other, r, "already used", code="ResourceNameTaken", status=409)
     assert "mine" not in message and mine["Id"] not in message
     default = other.list("StreamingEndpoints")[0]
     r = merge(other, default, {"CustomHostNames": [more]})

@@ -336,8 +336,7 @@ class OriginService:
 
     def _keyframe_range(self, track: PresentedTrack, segment_index: int) -> tuple[int, int]:
         seg = track.segments[segment_index]
-        first = Sample(b"\0" * track.table.sizes[seg.first_sample], 0, 0, 0, True)
-        counts = mpegts.packet_counts([(track.info, [first])])
+        counts = mpegts.packet_counts([(track.info, [track.table.ref(seg.first_sample)])])
         return 0, sum(counts.values()) * 188
 
     def _fragment(self, ref: AssetRef, pres: Presentation, req: OriginRequest, plan: Any = None) -> Built:
@@ -426,15 +425,7 @@ class OriginService:
     def _samples_between(self, ref: AssetRef, audio: PresentedTrack, video: PresentedTrack,
                          index: int) -> list[Sample]:
         """The audio samples playing during a video segment (muxed HLS v3)."""
-        seg = video.segments[index]
-        scale_v, scale_a = video.info.timescale, audio.info.timescale
-        lo = seg.start * scale_a // scale_v if index else -(1 << 62)
-        last = index == len(video.segments) - 1
-        hi = (seg.start + seg.duration) * scale_a // scale_v
-        table = audio.table
-        shift = audio.info.media_time
-        picked = [i for i in range(len(table)) if lo <= table.dts[i] + table.cts_offsets[i] - shift and
-                  (last or table.dts[i] + table.cts_offsets[i] - shift < hi)]
+        picked = self._audio_indices(audio, video, index)
         if not picked:
             return []
         return self._load(ref, audio, picked[0], picked[-1] - picked[0] + 1)

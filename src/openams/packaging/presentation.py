@@ -12,7 +12,7 @@ there are several renditions — for audio.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -20,7 +20,7 @@ from defusedxml import ElementTree as SafeET
 
 from .index import MediaIndex
 from .model import SampleTable, SegmentRef, TrackInfo, TrackView
-from .timeline import aligned_segments, find_segment, fixed_segments, video_segments
+from .timeline import aligned_segments, fixed_segments, video_segments
 
 MEDIA_EXTENSIONS = (".mp4", ".m4v", ".m4a", ".ismv", ".isma", ".cmfv", ".cmfa", ".mov")
 """Files whose tracks can be streamed (matched case-insensitively)."""
@@ -67,11 +67,6 @@ class Presentation:
                 return t
         return None
 
-    def tracks_named(self, name: str) -> list[PresentedTrack]:
-        return [t for t in self.tracks if t.info.name == name]
-
-    def segment_at(self, track: PresentedTrack, start: int) -> int | None:
-        return find_segment(track.segments, start)
 
 
 @dataclass(frozen=True)
@@ -197,5 +192,3 @@ def _cut(tracks: list[tuple[TrackInfo, SampleTable]], target_seconds: float) -> 
         out.append(PresentedTrack(info, table, tuple(segments)))
     return out
 
-
-IndexLoader = Callable[[str], MediaIndex]

@@ -28,6 +28,7 @@ from lxml import etree
 
 from openams.packaging.encryption import PLAYREADY_SYSTEM_ID
 from openams.packaging.model import SMOOTH_TIMESCALE, TrackInfo, TrackView
+from openams.packaging.timeline import find_segment
 
 __all__ = [
     "SmoothProtection",
@@ -90,17 +91,7 @@ def segment_index_at(track: TrackView, start: int) -> int | None:
 
     HLS and DASH URLs carry segment starts in the track timescale, so the lookup is exact.
     """
-    segments = track.segments
-    lo, hi = 0, len(segments)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if segments[mid].start < start:
-            lo = mid + 1
-        else:
-            hi = mid
-    if lo < len(segments) and segments[lo].start == start:
-        return lo
-    return None
+    return find_segment(track.segments, start)
 
 
 def to_smooth_time(t: int, timescale: int) -> int:
