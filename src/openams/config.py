@@ -67,6 +67,9 @@ class Settings:
     s3_secret_key: str = ""
     origin_cache_mb: int = 256
     """Memory the streaming origin keeps built segments and manifests in (an LRU, like a CDN edge)."""
+    license_provider: str = ""
+    """PlayReady/Widevine/FairPlay licence provider as "package.module:name" (see
+    `keydelivery/providers.py`); empty: those licence URLs answer 501."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -121,6 +124,7 @@ _ENV = {
     "s3_access_key": "OPENAMS_S3_ACCESS_KEY",
     "s3_secret_key": "OPENAMS_S3_SECRET_KEY",
     "origin_cache_mb": "OPENAMS_ORIGIN_CACHE_MB",
+    "license_provider": "OPENAMS_LICENSE_PROVIDER",
 }
 
 

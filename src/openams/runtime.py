@@ -70,6 +70,14 @@ class Runtime:
         return open_backend(self.settings)
 
     @cached_property
+    def license_provider(self) -> Any:
+        """The operator's PlayReady/Widevine/FairPlay licence provider, None if not configured
+        (raises `keydelivery.providers.ProviderError` when the setting names nothing usable)."""
+        from .keydelivery.providers import load_provider
+
+        return load_provider(self.settings.license_provider)
+
+    @cached_property
     def accounts(self) -> AccountStore:
         return AccountStore(self.box)
 

@@ -289,15 +289,34 @@ def test_content_protection_elements() -> None:
         assert cps[1].find("{urn:microsoft:playready}pro").text == base64.b64encode(b"pro").decode()
 
 
+def test_clearkey_descriptor_never_carries_a_pssh() -> None:
+    """dash.js hands a ClearKey descriptor's init data to the CDM as `keyids` JSON; a pssh box
+    there makes Chromium's generateRequest() fail (dash.js error 113), so it is never written,
+    even on a hand-built descriptor; the key id list comes from `cenc:default_KID` instead."""
+    kid = bytes.fromhex("0b1c2d3e4f5061728394a5b6c7d8e9f0")
+    hand_built = DashContentProtection("urn:uuid:E2719D58-A985-B3C9-781A-B030AF78D30E", value="ClearKey1.0",
+                                       pssh=clearkey_pssh([kid]), laurl="https://keys.example/ck")
+    for items in ([mp4_protection("cenc", kid), hand_built],
+                  [mp4_protection("cenc", kid), clearkey_protection("https://keys.example/ck")]):
+        root = parse(mpd(presentation(), fmt="mpd-time-csf", content_protection=items))
+        for aset in root.iterfind(".//d:AdaptationSet", NS):
+            mp4, clearkey = aset.findall("d:ContentProtection", NS)
+            assert mp4.get("{urn:mpeg:cenc:2013}default_KID") == kid_uuid(kid)
+            assert clearkey.find("{urn:mpeg:cenc:2013}pssh") is None
+            assert clearkey.findtext("{https://dashif.org/CPS}Laurl") == "https://keys.example/ck"
+    # a ClearKey descriptor alone declares no cenc namespace it does not use
+    alone = mpd(presentation(), fmt="mpd-time-csf", content_protection=[hand_built])
+    assert "xmlns:cenc" not in alone and "pssh" not in alone
+
+
 def test_content_protection_helpers() -> None:
     kid = bytes.fromhex("0b1c2d3e4f5061728394a5b6c7d8e9f0")
-    ck = clearkey_pssh([kid])
     pro = playready_object(playready_header([kid], la_url="https://pr.example/rightsmanager.asmx"))
     wv = widevine_pssh([kid], protection_scheme="cbcs")
     clearkey_url = "https://keys.example/clearkey?kid=0b1c&token=a&b"
     items = [
         mp4_protection("cbcs", kid),
-        clearkey_protection(clearkey_url, pssh=ck),
+        clearkey_protection(clearkey_url),
         playready_protection(pro, pssh=playready_pssh(pro), laurl="https://pr.example/rightsmanager.asmx"),
         widevine_protection(wv, laurl="https://wv.example/proxy"),
     ]
@@ -319,9 +338,9 @@ def test_content_protection_helpers() -> None:
             ("urn:uuid:edef8ba9-79d6-4ace-a3c8-27dcd51d21ed", None),
         ]
         assert cps[0].get(cenc + "default_KID") == "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"
-        assert [len(c) for c in cps] == [0, 2, 3, 2]
+        assert [len(c) for c in cps] == [0, 1, 3, 2]
         assert cps[1].findtext(dashif + "Laurl") == clearkey_url
-        assert base64.b64decode(cps[1].findtext(cenc + "pssh")) == ck
+        assert cps[1].find(cenc + "pssh") is None  # dash.js: ClearKey init data comes from default_KID
         assert base64.b64decode(cps[2].findtext("{urn:microsoft:playready}pro")) == pro
         assert base64.b64decode(cps[2].findtext(cenc + "pssh")) == playready_pssh(pro)
         assert base64.b64decode(cps[3].findtext(cenc + "pssh")) == wv

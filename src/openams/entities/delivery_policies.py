@@ -333,6 +333,16 @@ def delivery_decision(policies: Sequence[Mapping[str, Any]], protocol: str, *,
                             {CONFIG_NAMES[k]: v for k, v in config.items()})
 
 
+def content_key_for(decision: DeliveryDecision, linked: Sequence[tuple[str, int]]) -> str | None:
+    """Which of an asset's linked content keys ((Id, ContentKeyType) in link order) encrypts under
+    `decision`: the first of the type the policy requires (spec §3.8: envelope needs an
+    EnvelopeEncryption key, cenc a CommonEncryption key, cbcs a CommonEncryptionCbcs key). None
+    when the decision does not encrypt or no such key is linked (the origin then refuses)."""
+    if decision.key_type is None:
+        return None
+    return next((key_id for key_id, key_type in linked if key_type == decision.key_type), None)
+
+
 def asset_delivery_policies(store: Any, asset_id: str) -> list[dict[str, Any]]:
     """The delivery policies linked to an asset (entity dicts, link order), for `delivery_decision`."""
     from ..model import MODEL

@@ -169,8 +169,9 @@ class KeyDeliveryApp:
         names = {"playready": "PlayReady", "widevine": "Widevine", "fairplay": "FairPlay"}
         if self.provider is None:
             return _error(501, "NotImplemented", f"{names[system]} licences need a licence provider, and none is "
-                          "configured. The packaged content carries the PSSH / protection header, so a licence "
-                          "server of your own can issue them; browsers can use ClearKey (/keydelivery/ClearKey/).")
+                          "configured (setting license_provider / OPENAMS_LICENSE_PROVIDER = 'package.module:name'). "
+                          "The packaged content carries the PSSH / protection header, so a licence server of your "
+                          "own can issue them; browsers can use ClearKey (/keydelivery/ClearKey/).")
         kid = parse_kid(query.get("kid"))
         if kid is None:
             return _error(400, "InvalidKeyId", "Ask with ?KID=<key id GUID>.")

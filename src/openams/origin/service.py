@@ -311,7 +311,8 @@ class OriginService:
             text = dash.mpd(views, fmt=fmt, content_protection=plan.dash_protection() if plan else ())
             return _text(text, "dash")
         assert fmt in SMOOTH_FORMATS
-        return _text(smooth.client_manifest(views, v20=fmt == "fmp4-v20"), "smooth")
+        protection = plan.smooth_protection() if plan else ()
+        return _text(smooth.client_manifest(views, v20=fmt == "fmp4-v20", protection=protection), "smooth")
 
     def _playlist(self, pres: Presentation, req: OriginRequest, specs: list[FilterSpec], plan: Any) -> Built:
         views = self._views(pres, specs)

@@ -23,6 +23,14 @@ by one descriptor per DRM system: `clearkey_protection` (DASH-IF ClearKey with i
 `playready_protection` (`mspr:pro` + `cenc:pssh`), `widevine_protection` (`cenc:pssh`). A licence
 URL is written as `<dashif:Laurl>` (namespace `https://dashif.org/CPS`), the element dash.js,
 Shaka Player and ExoPlayer all read for any key system.
+
+The DASH-IF ClearKey descriptor (`urn:uuid:e2719d58-…`) never carries a `cenc:pssh`. dash.js
+(5.x) opens every ClearKey session with EME init data type `keyids`, i.e. a JSON
+`{"kids": [...]}` document, and passes whatever init data the descriptor yields: a `cenc:pssh`
+there would be handed over as binary box bytes under that JSON type, which Chromium's ClearKey
+CDM rejects, so `generateRequest()` fails (dash.js error 113). Without it dash.js builds the JSON
+from `cenc:default_KID`. The W3C common pssh still travels in the init segments (`moov/pssh`),
+where Shaka Player and other EME players pick it up from the `encrypted` event as `cenc` data.
 """
 
 from __future__ import annotations
@@ -126,11 +134,11 @@ def drm_protection(system_id: SystemId, *, value: str | None = None, pssh: bytes
     return DashContentProtection(f"urn:uuid:{text}", value=value, pssh=pssh, pro=pro, laurl=laurl)
 
 
-def clearkey_protection(laurl: str, *, pssh: bytes | None = None) -> DashContentProtection:
+def clearkey_protection(laurl: str) -> DashContentProtection:
     """DASH-IF ClearKey (`urn:uuid:e2719d58-…`, value `ClearKey1.0`) pointing players at the
-    licence URL that answers EME ClearKey licence requests; `pssh` is usually the W3C common
-    pssh (`encryption.clearkey_pssh`)."""
-    return DashContentProtection(CLEARKEY_DASH_SCHEME, value="ClearKey1.0", pssh=pssh, laurl=laurl)
+    licence URL that answers EME ClearKey licence requests. It has no `cenc:pssh`: the W3C common
+    pssh belongs in the init segments (see the module docstring)."""
+    return DashContentProtection(CLEARKEY_DASH_SCHEME, value="ClearKey1.0", laurl=laurl)
 
 
 def playready_protection(pro: bytes, *, pssh: bytes | None = None, laurl: str | None = None) -> DashContentProtection:
@@ -236,6 +244,12 @@ def _template(parent: etree._Element, view: TrackView, fmt: str, query: str, pto
             s.set("r", str(r))
 
 
+def _writes_pssh(item: DashContentProtection) -> bool:
+    """Whether the descriptor's `cenc:pssh` goes into the MPD: never for DASH-IF ClearKey, whose
+    init data dash.js must derive from `cenc:default_KID` (see the module docstring)."""
+    return bool(item.pssh) and item.scheme_id_uri.lower() != CLEARKEY_DASH_SCHEME
+
+
 def _protection(parent: etree._Element, items: Sequence[DashContentProtection]) -> None:
     for item in items:
         el = etree.SubElement(parent, "ContentProtection")
@@ -244,7 +258,7 @@ def _protection(parent: etree._Element, items: Sequence[DashContentProtection]) 
             el.set("value", item.value)
         if item.default_kid:
             el.set(f"{{{CENC_NS}}}default_KID", item.default_kid)
-        if item.pssh:
+        if item.pssh and _writes_pssh(item):
             etree.SubElement(el, f"{{{CENC_NS}}}pssh").text = base64.b64encode(item.pssh).decode("ascii")
         if item.pro:
             etree.SubElement(el, f"{{{MSPR_NS}}}pro").text = base64.b64encode(item.pro).decode("ascii")
@@ -281,7 +295,7 @@ def mpd(
     longest = max((Fraction(s.duration, t.info.timescale) for t in live for s in t.segments), default=Fraction(0))
 
     nsmap: dict[str | None, str] = {None: MPD_NS}
-    if any(p.default_kid or p.pssh for p in content_protection):
+    if any(p.default_kid or _writes_pssh(p) for p in content_protection):
         nsmap["cenc"] = CENC_NS
     if any(p.pro for p in content_protection):
         nsmap["mspr"] = MSPR_NS
