@@ -31,17 +31,21 @@ async def _quiet(coro: Any) -> None:
 
 class ApiListener:
     """The API port: streaming paths (`/<locator-guid>/…`, the cross-domain policy files) go to
-    the origin, `/keydelivery/…` to the key delivery service, everything else to the Operations API."""
+    the origin, `/keydelivery/…` to the key delivery service, `/connector/…` to the Connector API,
+    everything else to the Operations API."""
 
     def __init__(self, rt: Runtime) -> None:
+        from .connector.app import ConnectorApp
         from .keydelivery.app import KeyDeliveryApp
         from .origin.app import OriginApp
 
         self.rest = RestApp(rt)
+        self.connector = ConnectorApp(rt)
         self.origin = OriginApp(rt)
-        self.keys = KeyDeliveryApp(rt)
+        self.keys = KeyDeliveryApp(rt, rt.license_provider)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        from .connector.app import is_connector_path
         from .keydelivery.app import is_keydelivery_path
         from .origin.app import is_origin_path
 
@@ -49,6 +53,8 @@ class ApiListener:
             await self.origin(scope, receive, send)
         elif scope["type"] == "http" and is_keydelivery_path(scope["path"]):
             await self.keys(scope, receive, send)
+        elif scope["type"] == "http" and is_connector_path(scope["path"]):
+            await self.connector(scope, receive, send)
         else:
             await self.rest(scope, receive, send)
 
@@ -88,6 +94,7 @@ async def serve(rt: Runtime, on_ready: Callable[[], None] | None = None) -> None
     async def announce() -> None:
         while not all(srv.started for srv in servers):
             if any(t.done() for t in tasks):
+                stop()  # one listener could not bind: do not go on half-started (the others stop too)
                 return
             await asyncio.sleep(0.02)
         rt.ready = True

@@ -62,9 +62,12 @@ def _writing_function(path: str) -> bool:
     return path.lstrip("/").split("?", 1)[0].split("(", 1)[0].lower() in WRITING_FUNCTIONS
 
 
-async def read_body(receive: Receive, limit: int, declared: str | None) -> bytes:
+async def read_body(receive: Receive, limit: int, declared: str | None, too_large: str = "") -> bytes:
+    """The whole request body, refused with 413 (`too_large`, or a message naming the limit) as
+    soon as the declared or received size passes `limit`."""
+    message_413 = too_large or f"The request body is larger than the {limit // (1024 * 1024)} MiB limit."
     if declared and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"The request body is larger than the {limit // (1024 * 1024)} MiB limit.")
+        raise PayloadTooLarge(message_413)
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -74,7 +77,7 @@ async def read_body(receive: Receive, limit: int, declared: str | None) -> bytes
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise PayloadTooLarge(f"The request body is larger than the {limit // (1024 * 1024)} MiB limit.")
+            raise PayloadTooLarge(message_413)
         chunks.append(chunk)
         if not message.get("more_body"):
             return b"".join(chunks)
@@ -87,7 +90,8 @@ async def send_reply(send: Send, reply: Reply, extra: list[tuple[str, str]]) -> 
     await send({"type": "http.response.body", "body": reply.body})
 
 
-def _headers(scope: Scope) -> dict[str, str]:
+def request_headers(scope: Scope) -> dict[str, str]:
+    """Request headers by lower-case name; repeated headers joined with ", " (RFC 9110)."""
     out: dict[str, str] = {}
     for k, v in scope["headers"]:
         name = k.decode("latin-1").lower()
@@ -109,7 +113,7 @@ class RestApp:
         if scope["type"] != "http":
             return
         request_id = str(uuid.uuid4())
-        headers = _headers(scope)
+        headers = request_headers(scope)
         extra = [("request-id", request_id), ("x-ms-request-id", request_id), ("Cache-Control", "no-cache"),
                  ("X-Content-Type-Options", "nosniff"),
                  ("Access-Control-Expose-Headers", "request-id, x-ms-request-id")]
