@@ -103,6 +103,13 @@ def serve(
     except Exception as exc:
         err.print(f"[red]error:[/red] cannot open the database: {exc}")
         raise typer.Exit(1) from None
+    from .keydelivery.providers import ProviderError
+
+    try:
+        _ = rt.license_provider
+    except ProviderError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
 
     def ready() -> None:
         s = settings
@@ -114,6 +121,8 @@ def serve(
         console.print(f"  AAD token        {s.api_base}/<tenant>/oauth2/token")
         console.print(f"  blob service     {s.blob_base}/")
         console.print(f"  health           {s.api_base}/health")
+        if s.license_provider:
+            console.print(f"  licence provider {s.license_provider}")
         if created is not None:
             console.print(f"  development account created: name [bold]{created.name}[/bold]")
             console.print(f"                               key  [bold]{created.primary_key}[/bold]")
@@ -175,12 +184,27 @@ def account_list(data_dir: DataDir = None, database_url: DatabaseUrl = None, con
 @account_app.command("delete")
 def account_delete(name: str, data_dir: DataDir = None, database_url: DatabaseUrl = None,
                    config: ConfigFile = None,
-                   yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False) -> None:
-    """Delete an account and every entity it owns."""
+                   yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+                   keep_media: Annotated[bool, typer.Option("--keep-media", help="Leave the assets' blob containers "
+                                                                               "in storage.")] = False) -> None:
+    """Delete an account, every entity it owns and (unless --keep-media) its assets' media."""
     if not yes and sys.stdin.isatty() and not typer.confirm(f"Delete account {name} and all its entities?"):
         raise typer.Exit(1)
-    _accounts(config, data_dir, database_url, lambda rt, conn: rt.accounts.delete(conn, name), write=True)
+    from .entities.assets import account_containers, drop_containers
+
+    def delete(rt: Any, conn: Any) -> tuple[Any, list[tuple[str, str]]]:
+        containers = account_containers(conn, rt.accounts.get(conn, name).id)
+        return rt, (rt.accounts.delete(conn, name), containers)[1]
+
+    rt, containers = _accounts(config, data_dir, database_url, delete, write=True)
     console.print(f"deleted account {name}")
+    if keep_media or not containers:
+        return
+    # only after the rows are gone (a failed delete keeps its media); leftovers are reported
+    failed = drop_containers(rt.storage, containers)
+    console.print(f"removed {len(containers) - len(failed)} of {len(containers)} asset containers from storage")
+    for line in failed:
+        err.print(f"[yellow]warning:[/yellow] could not remove {line}")
 
 
 @account_app.command("keys")

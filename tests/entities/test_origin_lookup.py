@@ -108,6 +108,13 @@ def test_storage_encryption_of_files_and_the_assets_storage_key(runtime: Runtime
                         "EncryptionKeyId": key["Id"], "InitializationVector": "42"})
     post(api, "Files", {"Name": "b.mp4", "ParentAssetId": asset["Id"], "IsEncrypted": False})
     policy = post(api, "AccessPolicies", {"Name": "read", "DurationInMinutes": 60.0, "Permissions": 1})
+    # a storage-encrypted asset gets a streaming locator only once a delivery policy is linked
+    delivery = post(api, "AssetDeliveryPolicies", {"Name": "clear", "AssetDeliveryPolicyType": 2,
+                                                   "AssetDeliveryProtocol": 7})
+    r = api.request("POST", f"Assets('{q(asset['Id'])}')/$links/DeliveryPolicies",
+                    json.dumps({"uri": f"http://openams.test/api/AssetDeliveryPolicies('{q(delivery['Id'])}')"})
+                    .encode(), **JSON)
+    assert r.status_code == 204, r.text
     loc = post(api, "Locators", {"Type": 2, "AssetId": asset["Id"], "AccessPolicyId": policy["Id"]})
     target = find_origin_target(runtime.engine, guid(loc), None, now())
     assert target is not None and target.storage_key_id == key["Id"]

@@ -125,13 +125,15 @@ class AccountStore:
         return [self._from_row(r) for r in conn.execute(select(accounts).order_by(accounts.c.name))]
 
     def delete(self, conn: Connection, name: str) -> Account:
+        """Delete the account and every row it owns: entities, links, service principals, task
+        leases, protection certificates — every table with an `account_id` column, so a table
+        added later is not left behind. (Blob content in storage is not touched.)"""
         account = self.get(conn, name)
-        from ..db.tables import ENTITY_TABLES, links
+        from ..db.tables import metadata
 
-        for table in ENTITY_TABLES.values():
-            conn.execute(delete(table).where(table.c.account_id == account.id))
-        conn.execute(delete(links).where(links.c.account_id == account.id))
-        conn.execute(delete(api_clients).where(api_clients.c.account_id == account.id))
+        for table in metadata.sorted_tables:
+            if table is not accounts and "account_id" in table.c:
+                conn.execute(delete(table).where(table.c.account_id == account.id))
         conn.execute(delete(accounts).where(accounts.c.id == account.id))
         return account
 

@@ -33,6 +33,30 @@ def _drop_container(storage: Any, account: str, container: str) -> None:
             raise
 
 
+def account_containers(conn: Any, account_id: str) -> list[tuple[str, str]]:
+    """(storage account, container) of every asset of an account: what deleting the account must
+    remove from blob storage (a later account of the same name would otherwise own those names)."""
+    from ..db.store import Store
+    from ..model import MODEL
+
+    es = MODEL.entity_set("Assets")
+    assert es is not None
+    return [(a["StorageAccountName"], container_name(a["Id"])) for a in Store(conn, account_id, MODEL).query(es)]
+
+
+def drop_containers(storage: Any, containers: list[tuple[str, str]]) -> list[str]:
+    """Delete the containers (already gone is fine); the errors, one line each, for the caller to show."""
+    from ..storage.base import StorageError
+
+    failed = []
+    for account, container in containers:
+        try:
+            _drop_container(storage, account, container)
+        except StorageError as exc:
+            failed.append(f"{account}/{container}: {exc}")
+    return failed
+
+
 class AssetRules(Rules):
     set_name = "Assets"
 

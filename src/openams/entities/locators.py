@@ -21,6 +21,8 @@ from ..odata.payload import EntityPayload
 from .access_policies import PERMISSIONS
 from .assets import container_name
 from .base import Ctx, Rules, guid_of
+from .delivery_policies import asset_delivery_policies
+from .files import STORAGE_ENCRYPTED
 from .streaming_endpoints import origin_base_url
 
 SAS, ON_DEMAND_ORIGIN = 1, 2
@@ -61,6 +63,20 @@ def _expiry(start: datetime, minutes: float) -> datetime:
             from None
 
 
+def _require_delivery_policy_if_storage_encrypted(ctx: Ctx, asset: dict[str, Any]) -> None:
+    """Spec §3.8: a StorageEncrypted asset (Options 1) gets a streaming locator only once a
+    delivery policy says how to deliver it — the origin could only refuse every request. SAS
+    locators (downloading the ciphertext) stay allowed."""
+    if not (asset.get("Options") or 0) & STORAGE_ENCRYPTED:
+        return
+    if asset_delivery_policies(ctx.store, asset["Id"]):
+        return
+    raise BadRequest(f"Asset '{asset['Id']}' is StorageEncrypted (Options 1) and has no delivery policy, so it "
+                     "cannot get a streaming (OnDemandOrigin, Type 2) locator: link an AssetDeliveryPolicy to the "
+                     "asset first (POST Assets('<id>')/$links/DeliveryPolicies; a NoDynamicEncryption (2) "
+                     "policy streams it decrypted), then create the locator. SAS (Type 1) locators are allowed.")
+
+
 class LocatorRules(Rules):
     set_name = "Locators"
 
@@ -82,6 +98,8 @@ class LocatorRules(Rules):
         if kind == ON_DEMAND_ORIGIN and policy["Permissions"] & writes:
             raise BadRequest("An OnDemandOrigin locator cannot use an access policy with Write or Delete "
                              "permission.")
+        if kind == ON_DEMAND_ORIGIN:
+            _require_delivery_policy_if_storage_encrypted(ctx, asset)
         live = [loc for loc in self._asset_locators(ctx, asset["Id"]) if loc["ExpirationDateTime"] > ctx.now]
         if len(live) >= MAX_LIVE_LOCATORS:
             raise Conflict(f"The asset already has {MAX_LIVE_LOCATORS} locators in use; delete one first.")

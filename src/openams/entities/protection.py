@@ -241,12 +241,13 @@ def decrypt(db: Db, account: Account | str, thumbprint: str, ciphertext: bytes, 
 def load_client_certificate(text: str) -> x509.Certificate:
     """A certificate as clients send it in a query string: base64 DER (the SDK's form), possibly
     with `+` turned into spaces by a form decoder, still percent-encoded, or wrapped in PEM."""
-    s = text.strip()
+    # not strip(): a space at either end may be a `+` a form decoder turned into one
+    s = text.strip("\r\n\t")
     if "%" in s:
         s = unquote(s)
     try:
-        if s.startswith("-----BEGIN"):
-            return x509.load_pem_x509_certificate(s.encode("ascii"))
+        if s.strip().startswith("-----BEGIN"):
+            return x509.load_pem_x509_certificate(s.strip().encode("ascii"))
         s = re.sub(r"[\r\n\t]", "", s).replace(" ", "+")
         der = base64.b64decode(s + "=" * (-len(s) % 4), validate=True)
         return x509.load_der_x509_certificate(der)
