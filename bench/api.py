@@ -27,7 +27,6 @@ import shutil
 import signal
 import socket
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,8 +38,9 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import httpx
+from _common import HOST, Process, clean_env, free_port, log
+from _common import start_openams as start_openams_server
 
-HOST = "127.0.0.1"
 ACCOUNT = "benchaccount"
 DEFAULT_PG_URL = os.environ.get("OPENAMS_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 SEED_PREFIX = "bench-"
@@ -50,11 +50,6 @@ LIST_TOP = 50
 # servers run with the same ones so the comparison is server-for-server.
 UVICORN_SETTINGS: dict[str, Any] = {"log_level": "warning", "access_log": False, "lifespan": "off",
                                     "timeout_keep_alive": 30, "server_header": False}
-SERVE_CMD = [sys.executable, "-c", "from openams.cli import main; main()"]
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 # ---- load generator: a minimal HTTP/1.1 keep-alive client on asyncio streams --------------------------
@@ -243,62 +238,6 @@ def run_async(coro: Any) -> Any:
 
 
 # ---- the servers under test ---------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAMS_")}
-    env.update(extra)
-    return env
-
-
-class Process:
-    """A child process in its own session (Ctrl-C reaches only us; we stop it), output to a log file."""
-
-    def __init__(self, name: str, cmd: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
-        self.name, self.log_path = name, log_path
-        self._log = open(log_path, "wb")  # noqa: SIM115 (closed in stop)
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, env=env, start_new_session=True)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        if self.alive():
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self._log.close()
-
-    def wait_http(self, port: int, path: str, timeout: float = 90.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.alive():
-                raise RuntimeError(f"{self.name} exited with status {self.proc.returncode}:\n{self.tail()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"http://{HOST}:{port}{path}", timeout=2).status_code == 200:
-                    return
-            time.sleep(0.1)
-        raise RuntimeError(f"{self.name} did not answer {path} within {timeout:.0f} s:\n{self.tail()}")
-
-
 @dataclass
 class Target:
     label: str
@@ -308,26 +247,9 @@ class Target:
 
 
 def start_openams(stack: contextlib.ExitStack, label: str, workdir: Path, database_url: str | None) -> Target:
-    data_dir = workdir / f"data-{label}"
-    port, blob_port = free_port(), free_port()
-    db_args = ["--database-url", database_url] if database_url else []
-    env = clean_env(OPENAMS_CREATE_DEV_ACCOUNT="0", OPENAMS_LOG_LEVEL="warning")
-    proc = Process(f"openams serve ({label})",
-                   [*SERVE_CMD, "serve", "--data-dir", str(data_dir), "--host", HOST, "--port", str(port),
-                    "--blob-port", str(blob_port), *db_args], workdir / f"serve-{label}.log", env)
-    stack.callback(proc.stop)
-    proc.wait_http(port, "/health")
-    out = subprocess.run([*SERVE_CMD, "account", "create", ACCOUNT, "--json", "--data-dir", str(data_dir),
-                          *db_args], capture_output=True, text=True, env=env, timeout=120)
-    if out.returncode != 0:
-        raise RuntimeError(f"openams account create failed ({out.returncode}): {out.stderr.strip()}")
-    key = json.loads(out.stdout)["primaryKey"]
-    r = httpx.post(f"http://{HOST}:{port}/v2/OAuth2-13", timeout=30,
-                   data={"grant_type": "client_credentials", "client_id": ACCOUNT, "client_secret": key,
-                         "scope": "urn:WindowsAzureMediaServices"})
-    if r.status_code != 200:
-        raise RuntimeError(f"token request answered {r.status_code}: {r.text[:300]}")
-    return Target(label, port, proc, r.json()["access_token"])
+    server = start_openams_server(stack, workdir, name=f"openams serve ({label})", data_dir=workdir / f"data-{label}",
+                                  account=ACCOUNT, database_url=database_url, log_name=f"serve-{label}.log")
+    return Target(label, server.port, server.process, server.token())
 
 
 def start_reference(stack: contextlib.ExitStack, kind: str, workdir: Path, body_size: int) -> Target:

@@ -20,17 +20,14 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import platform
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -39,27 +36,18 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+from _common import free_port, log
+from _common import openams_server as common_openams_server
 
 ROOT = Path(__file__).resolve().parents[1]
 AZURITE_MAIN = ROOT / ".tools" / "node_modules" / "azurite" / "dist" / "src" / "blob" / "main.js"
 AZURITE_ACCOUNT = "devstoreaccount1"
 # Azurite's published development key (the same in every Azurite installation).
 AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-SERVE_CMD = [sys.executable, "-c", "from openams.cli import main; main()"]
 API_HEADERS = {"x-ms-version": "2.19", "Accept": "application/json", "DataServiceVersion": "3.0",
                "MaxDataServiceVersion": "3.0"}
 MIB = 1024 * 1024
 BLOB = "bench.mp4"
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_http(url: str, proc: subprocess.Popen[bytes], logfile: Path, timeout: float = 60.0) -> None:
@@ -84,12 +72,6 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(15)
-
-
-def clean_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAMS_")}
-    env["OPENAMS_LOG_LEVEL"] = "warning"
-    return env
 
 
 # ---- measurement helpers ---------------------------------------------------------------------------
@@ -209,7 +191,9 @@ def copy_baseline(src: Path, dst: Path) -> float:
 
 @dataclass
 class OpenAms:
-    proc: subprocess.Popen[bytes]
+    """The API calls this benchmark makes on the server `_common.openams_server` started."""
+
+    pid: int
     api: str
     account: str
     key: str
@@ -243,25 +227,10 @@ class OpenAms:
 @contextmanager
 def openams_server(base: Path) -> Iterator[OpenAms]:
     data_dir = base / "openams-data"
-    data_dir.mkdir()
-    name = f"bench{uuid.uuid4().hex[:10]}"
-    out = subprocess.run([*SERVE_CMD, "account", "create", name, "--json", "--data-dir", str(data_dir)],
-                         capture_output=True, text=True, env=clean_env(), timeout=120)
-    if out.returncode != 0:
-        raise RuntimeError(f"openams account create failed: {out.stderr}")
-    key = json.loads(out.stdout.strip().splitlines()[-1])["primaryKey"]
-    port, blob_port = free_port(), free_port()
-    logfile = base / "openams.log"
-    with open(logfile, "wb") as fh:
-        proc = subprocess.Popen([*SERVE_CMD, "serve", "--data-dir", str(data_dir), "--host", "127.0.0.1",
-                                 "--port", str(port), "--blob-port", str(blob_port)],
-                                stdout=fh, stderr=subprocess.STDOUT, env=clean_env())
     try:
-        wait_http(f"http://127.0.0.1:{port}/health", proc, logfile)
-        wait_http(f"http://127.0.0.1:{blob_port}/health", proc, logfile)
-        yield OpenAms(proc, f"http://127.0.0.1:{port}", name, key, data_dir)
+        with common_openams_server(base, data_dir=data_dir, wait_blob=True, timeout=60.0) as server:
+            yield OpenAms(server.pid, server.api, server.account, server.key, data_dir)
     finally:
-        stop(proc)
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
@@ -338,11 +307,11 @@ def run(args: argparse.Namespace) -> Results:
         with openams_server(base) as ams:
             container, sas = ams.sas_container(1 | 2 | 8)
             client = sdk_client(f"{container}/{BLOB}{sas}", None, block)
-            idle = rss_kib(ams.proc.pid) / 1024
-            with RssSampler(ams.proc.pid) as up_mem:
+            idle = rss_kib(ams.pid) / 1024
+            with RssSampler(ams.pid) as up_mem:
                 seconds = timed(lambda: sdk_upload(client, src, size, args.workers))
             res.add("openams upload", seconds, "SDK, SAS locator")
-            with RssSampler(ams.proc.pid) as down_mem:
+            with RssSampler(ams.pid) as down_mem:
                 seconds = timed(lambda: sdk_download(client, base / "down.bin", args.workers))
             res.add("openams download", seconds, "SDK, ranged GETs")
             verify(res, "openams download", base / "down.bin", digest)
@@ -359,7 +328,7 @@ def run(args: argparse.Namespace) -> Results:
             container, sas = ams.sas_container(2)
             blob_base = f"{container}/{quote(BLOB)}{sas}"
             commit: list[float] = []
-            with AmsClient(ams.api, ams.account, ams.key) as cli, RssSampler(ams.proc.pid) as cli_mem:
+            with AmsClient(ams.api, ams.account, ams.key) as cli, RssSampler(ams.pid) as cli_mem:
                 send = cli._blob
 
                 def timed_blob(method: str, url: str, *a: Any, **kw: Any) -> Any:

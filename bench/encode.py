@@ -34,25 +34,20 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-import httpx
+from _common import log, openams_server
 
 from openams.client import AmsClient, ClientError
 from openams.media import build_plan, ffmpeg_info, find_ffmpeg, load_preset, probe
 
-SERVE_CMD = [sys.executable, "-c", "from openams.cli import main; main()"]
 POLL = 0.5
 LADDER = [(1280, 720, 3000), (960, 540, 2000), (640, 360, 1100), (480, 270, 700)]
 PRESET = json.dumps({
@@ -69,22 +64,6 @@ PRESET = json.dumps({
 })
 
 
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def clean_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAMS_")}
-    env["OPENAMS_LOG_LEVEL"] = "warning"
-    return env
-
-
 def load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -98,54 +77,6 @@ def make_clip(path: Path, seconds: float, size: str, ffmpeg: str) -> None:
                     "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={seconds}", "-ac", "2",
                     "-c:v", "libx264", "-preset", "ultrafast", "-g", "50", "-pix_fmt", "yuv420p",
                     "-c:a", "aac", "-b:a", "192k", "-movflags", "+faststart", str(path)], check=True)
-
-
-@dataclass
-class Server:
-    proc: subprocess.Popen[bytes]
-    api: str
-    account: str
-    key: str
-    data_dir: Path
-
-
-@contextmanager
-def openams_server(base: Path) -> Iterator[Server]:
-    data_dir = base / "openams-data"
-    name = f"bench{uuid.uuid4().hex[:10]}"
-    out = subprocess.run([*SERVE_CMD, "account", "create", name, "--json", "--data-dir", str(data_dir)],
-                         capture_output=True, text=True, env=clean_env(), timeout=120)
-    if out.returncode != 0:
-        raise RuntimeError(f"openams account create failed: {out.stderr}")
-    key = json.loads(out.stdout.strip().splitlines()[-1])["primaryKey"]
-    port, blob_port = free_port(), free_port()
-    logfile = base / "openams.log"
-    with open(logfile, "wb") as fh:
-        proc = subprocess.Popen([*SERVE_CMD, "serve", "--data-dir", str(data_dir), "--host", "127.0.0.1",
-                                 "--port", str(port), "--blob-port", str(blob_port)],
-                                stdout=fh, stderr=subprocess.STDOUT, env=clean_env())
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"openams serve exited with {proc.returncode}:\n{logfile.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1.0).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"openams serve did not start:\n{logfile.read_text()[-3000:]}")
-            time.sleep(0.1)
-        yield Server(proc, f"http://127.0.0.1:{port}", name, key, data_dir)
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
 
 
 # ---- the two contenders -------------------------------------------------------------------------------

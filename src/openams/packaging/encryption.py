@@ -58,13 +58,13 @@ import base64
 import functools
 import hashlib
 import struct
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 from xml.sax.saxutils import escape, quoteattr
 
-from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from .isobmff import full_box
@@ -76,12 +76,14 @@ __all__ = [
     "CLEARKEY_DASH_SCHEME",
     "CLEARKEY_SYSTEM_ID",
     "COMMON_SYSTEM_ID",
+    "CTR_SLACK",
     "FAIRPLAY_SYSTEM_ID",
     "MAX_SUBSAMPLES",
     "PLAYREADY_SYSTEM_ID",
     "WIDEVINE_SYSTEM_ID",
     "EncryptedSample",
     "PsshBox",
+    "SampleCrypto",
     "SystemId",
     "TrackEncryption",
     "aes128_segment",
@@ -90,6 +92,7 @@ __all__ = [
     "cenc_encrypt",
     "cenc_iv",
     "clearkey_pssh",
+    "encrypt_into",
     "encrypt_samples",
     "parse_pssh",
     "playready_checksum",
@@ -97,6 +100,8 @@ __all__ = [
     "playready_object",
     "playready_pssh",
     "pssh",
+    "sample_crypto",
+    "scratch_buffer",
     "segment_iv",
     "subsample_map",
     "track_encryption",
@@ -387,10 +392,19 @@ def aes128_segment(data: bytes, key: bytes, iv: bytes) -> bytes:
     """HLS `METHOD=AES-128`: the whole segment AES-128-CBC encrypted with PKCS#7 padding."""
     if len(iv) != 16:
         raise ValueError("an AES-128 IV is 16 bytes")
-    padder = padding.PKCS7(128).padder()
-    padded = padder.update(data) + padder.finalize()
+    size = len(data)
+    whole = size - size % 16
+    pad = 16 - size % 16
+    last = bytes(data[whole:]) + bytes([pad]) * pad  # PKCS#7: the tail and 1..16 pad bytes
     encryptor = Cipher(algorithms.AES(_check_key(key)), modes.CBC(iv)).encryptor()
-    return encryptor.update(padded) + encryptor.finalize()
+    # straight from the segment into the thread's scratch buffer, then one copy out (no padded
+    # copy of the segment, no concatenations)
+    buf = scratch_buffer(whole + 16 + CTR_SLACK)
+    with memoryview(buf) as out, memoryview(data) as source:
+        encryptor.update_into(source[:whole], out)
+        encryptor.update_into(last, out[whole:])
+        encryptor.finalize()
+        return bytes(out[:whole + 16])
 
 
 # -- the encryption descriptor of a track -----------------------------------------------------------------
@@ -568,25 +582,118 @@ def cbcs_encrypt(key: bytes, iv: bytes, data: bytes, subsamples: Subsamples | No
     return bytes(buf)
 
 
-def encrypt_samples(info: TrackInfo, samples: Sequence[Sample], protection: Protection) -> list[EncryptedSample]:
-    """Encrypt one segment's samples (decode order) as `protection` says; see the module
-    docstring for the sub-sample rules and the IVs."""
+@dataclass(frozen=True)
+class SampleCrypto:
+    """How one sample is encrypted: its `senc` entry (IV, sub-samples), known before any byte is."""
+
+    iv: bytes
+    subsamples: Subsamples | None
+
+
+CTR_SLACK = 15
+"""Spare bytes `encrypt_into` needs after the payload for `cenc` (OpenSSL's update_into contract)."""
+
+_SCRATCH = threading.local()
+_SCRATCH_KEEP = 16 << 20
+
+
+def scratch_buffer(size: int) -> bytearray:
+    """A writable buffer of at least `size` bytes, reused by this thread.
+
+    Why: a new multi-megabyte bytearray is fresh zeroed pages from the kernel each time, and
+    faulting them in costs several times the encryption itself (measured: ~3 ms vs ~0.1 ms for a
+    1.4 MB segment on the build box). Callers copy the result out (`bytes(view[:n])`) before the
+    thread builds the next segment. Buffers above 16 MB are not kept (a worker thread holds at most that).
+    """
+    buf: bytearray | None = getattr(_SCRATCH, "buf", None)
+    if buf is not None and len(buf) >= size:
+        return buf
+    buf = bytearray(max(size, 2 * len(buf) if buf is not None else 0))
+    if len(buf) <= _SCRATCH_KEEP:
+        _SCRATCH.buf = buf
+    return buf
+
+
+def sample_crypto(info: TrackInfo, samples: Sequence[Sample], protection: Protection
+                  ) -> tuple[TrackEncryption, list[SampleCrypto]]:
+    """The track's `tenc` parameters and every sample's IV and sub-sample map (decode order) —
+    what the `moof` must describe, so the fragment can be laid out before encrypting into it."""
     params = track_encryption(info, protection)
-    key = bytes(protection.key)
     mapper = _SubsampleMapper(info, params.scheme == "cenc") if params.subsamples else None
-    out: list[EncryptedSample] = []
+    out: list[SampleCrypto] = []
     if params.scheme == "cenc":
         material = _track_material(info, protection)
         base = _iv_base(material)
         for sample in samples:
-            iv = _sample_iv(material, base, sample)
             subs = mapper.map(sample.data) if mapper is not None else None
-            out.append(EncryptedSample(cenc_encrypt(key, iv, sample.data, subs), iv, subs))
+            out.append(SampleCrypto(_sample_iv(material, base, sample), subs))
     else:
-        pattern = (params.crypt_byte_block, params.skip_byte_block)
-        for sample in samples:
-            subs = mapper.map(sample.data) if mapper is not None else None
-            out.append(EncryptedSample(cbcs_encrypt(key, params.constant_iv, sample.data, subs, pattern), b"", subs))
+        out = [SampleCrypto(b"", mapper.map(sample.data) if mapper is not None else None) for sample in samples]
+    return params, out
+
+
+def encrypt_into(params: TrackEncryption, key: bytes, samples: Sequence[Sample], crypto: Sequence[SampleCrypto],
+                 buf: bytearray, offset: int) -> int:
+    """Write the encrypted samples one after the other into `buf` from `offset`; returns the end.
+
+    Each byte is written once, straight into the caller's buffer (the fragment being built):
+    clear ranges are copied from the sample, `cenc` ranges are encrypted from the sample into
+    place (`buf` needs `CTR_SLACK` spare bytes past the last sample: the cipher may touch them),
+    `cbcs` samples are copied then pattern-encrypted in place.
+    """
+    out = memoryview(buf)
+    algorithm = algorithms.AES(bytes(key))
+    pos = offset
+    if params.scheme == "cenc":
+        for sample, entry in zip(samples, crypto, strict=True):
+            data = memoryview(sample.data)
+            encryptor = Cipher(algorithm, modes.CTR(entry.iv + bytes(8))).encryptor()
+            if entry.subsamples is None:
+                encryptor.update_into(data, out[pos:pos + len(data) + CTR_SLACK])
+            else:
+                at = 0
+                for clear, protected in entry.subsamples:
+                    out[pos + at:pos + at + clear] = data[at:at + clear]
+                    at += clear
+                    if protected:
+                        encryptor.update_into(data[at:at + protected], out[pos + at:pos + at + protected + CTR_SLACK])
+                        at += protected
+                if at != len(data):
+                    raise ValueError("sub-samples do not cover the sample")
+            pos += len(data)
+        out.release()
+        return pos
+    out.release()
+    cipher = Cipher(algorithm, modes.CBC(params.constant_iv))
+    pattern = (params.crypt_byte_block, params.skip_byte_block)
+    for sample, entry in zip(samples, crypto, strict=True):
+        size = len(sample.data)
+        buf[pos:pos + size] = sample.data
+        if entry.subsamples is None:
+            _cbc_pattern(cipher, buf, pos, pos + size, 0, 0)
+        else:
+            at = pos
+            for clear, protected in entry.subsamples:
+                at += clear
+                if protected:
+                    _cbc_pattern(cipher, buf, at, at + protected, *pattern)
+                    at += protected
+        pos += size
+    return pos
+
+
+def encrypt_samples(info: TrackInfo, samples: Sequence[Sample], protection: Protection) -> list[EncryptedSample]:
+    """Encrypt one segment's samples (decode order) as `protection` says; see the module
+    docstring for the sub-sample rules and the IVs. (The fragment writer uses `sample_crypto` +
+    `encrypt_into` to encrypt straight into the segment; this is the same, sample by sample.)"""
+    params, crypto = sample_crypto(info, samples, protection)
+    buf = scratch_buffer(sum(len(s.data) for s in samples) + CTR_SLACK)
+    encrypt_into(params, protection.key, samples, crypto, buf, 0)
+    out: list[EncryptedSample] = []
+    pos = 0
+    for sample, entry in zip(samples, crypto, strict=True):
+        out.append(EncryptedSample(bytes(buf[pos:pos + len(sample.data)]), entry.iv, entry.subsamples))
+        pos += len(sample.data)
     return out
 
 

@@ -209,10 +209,12 @@ def _pssh_boxes(info: TrackInfo, protection: Protection | None) -> tuple[bytes, 
 
 @dataclass(frozen=True)
 class _Encrypted:
-    """What sample encryption hands back to the fragment writer."""
+    """What sample encryption hands to the fragment writer: where to write the encrypted payload
+    and the boxes that describe it."""
 
-    payloads: list[bytes]
-    """Encrypted samples, in order (same sizes as the clear ones)."""
+    write: Callable[[bytearray, int], int]
+    """Encrypt the samples into the buffer from an offset (`encryption.encrypt_into`); needs
+    `encryption.CTR_SLACK` spare bytes past the payload."""
     traf_boxes: Callable[[int], list[bytes]]
     """`senc`/`saiz`/`saio` for the `traf`, given the offset from the `moof` start at which they
     will be written (for `saio`); their total size must not depend on that offset."""
@@ -220,24 +222,25 @@ class _Encrypted:
 
 def _encrypt_samples(info: TrackInfo, samples: Sequence[Sample], protection: Protection, *,
                      piff: bool = False) -> _Encrypted:
-    """Encrypt the samples and describe them: `saiz` (size of each sample's auxiliary
-    information: IV + sub-sample entries), `saio` (where the first one is) and `senc` (the
-    information itself), in that order so `saio` can point past its own fixed size."""
+    """Describe the samples' encryption: `saiz` (size of each sample's auxiliary information: IV
+    + sub-sample entries), `saio` (where the first one is) and `senc` (the information itself),
+    in that order so `saio` can point past its own fixed size; the encryption itself happens
+    when the fragment is laid out (`write`)."""
     if piff and protection.scheme != "cenc":
         raise ValueError("Smooth Streaming (PIFF) carries only cenc (AES-CTR) sample encryption")
-    encrypted = encryption.encrypt_samples(info, samples, protection)
-    with_subsamples = any(e.subsamples is not None for e in encrypted)
+    params, crypto = encryption.sample_crypto(info, samples, protection)
+    with_subsamples = any(e.subsamples is not None for e in crypto)
     entries: list[bytes] = []
     sizes: list[int] = []
-    for e in encrypted:
+    for e, sample in zip(crypto, samples, strict=True):
         entry = e.iv
         if with_subsamples:
-            subs = e.subsamples if e.subsamples is not None else ((0, len(e.data)),)
+            subs = e.subsamples if e.subsamples is not None else ((0, len(sample.data)),)
             entry += _U16.pack(len(subs)) + b"".join(_SUBSAMPLE.pack(c, p) for c, p in subs)
         entries.append(entry)
         sizes.append(len(entry))
     flags = 0x2 if with_subsamples else 0
-    count = _U32.pack(len(encrypted))
+    count = _U32.pack(len(crypto))
     if piff:
         senc = uuid_box(PIFF_SENC_UUID, count, *entries, version=0, flags=flags)
         data_start = 8 + 16 + 4 + 4  # header, usertype, version/flags, sample_count
@@ -260,7 +263,10 @@ def _encrypt_samples(info: TrackInfo, samples: Sequence[Sample], protection: Pro
         assert len(saio) == saio_size
         return [saiz, saio, senc]
 
-    return _Encrypted([e.data for e in encrypted], traf_boxes)
+    def write(buf: bytearray, offset: int) -> int:
+        return encryption.encrypt_into(params, protection.key, samples, crypto, buf, offset)
+
+    return _Encrypted(write, traf_boxes)
 
 
 # -- media segments -----------------------------------------------------------------------------------------
@@ -339,17 +345,15 @@ def _fragment(
     trailer: tuple[bytes, ...],
     piff: bool = False,
 ) -> list[bytes]:
-    """[moof, mdat header, payload…]: the caller joins once, so payloads are copied once."""
+    """[moof, mdat header, payload…]: the caller joins at once, so payloads are copied once
+    (an encrypted payload is a view of the thread's scratch buffer, overwritten by the next one)."""
     n = len(samples)
+    encrypted: _Encrypted | None = None
     if _sample_encrypted(info, protection):
         assert protection is not None
         encrypted = _encrypt_samples(info, samples, protection, piff=piff)
-        payloads = encrypted.payloads
-        extra_boxes: Callable[[int], list[bytes]] | None = encrypted.traf_boxes
-    else:
-        payloads = [s.data for s in samples]
-        extra_boxes = None
-    sizes = [len(p) for p in payloads]
+    extra_boxes = encrypted.traf_boxes if encrypted is not None else None
+    sizes = [len(s.data) for s in samples]
     if info.kind == "video":
         flags = [SYNC_SAMPLE_FLAGS if s.is_sync else NON_SYNC_SAMPLE_FLAGS for s in samples]
     else:
@@ -373,7 +377,15 @@ def _fragment(
     traf = box("traf", tfhd, tfdt, trun, trail, extra)
     moof = box("moof", mfhd, traf)
     assert len(moof) == moof_size
-    return [moof, mdat_header, *payloads]
+    if encrypted is None:
+        return [moof, mdat_header, *(s.data for s in samples)]
+    # encrypted: one buffer, each payload byte written once, straight into its place
+    # encrypted into this thread's scratch buffer; the caller's join is the one copy out (a view,
+    # valid until the thread builds its next segment — the callers join at once)
+    buf = encryption.scratch_buffer(payload_size + encryption.CTR_SLACK)
+    end = encrypted.write(buf, 0)
+    assert end == payload_size
+    return [moof, mdat_header, memoryview(buf)[:end]]
 
 
 def _mdat_header(payload_size: int) -> bytes:
