@@ -5,12 +5,14 @@ without a provider; nothing secret reaches the logs."""
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import logging
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, quote_plus
 
 import jwt
 import pytest
@@ -124,12 +126,38 @@ def test_swt_restricted_aes_key(api: ApiClient, keys: TestClient) -> None:
     tmpl = template("SWT", issuer="http://issuer.example/")
     kid, clear = protect(api, 4, token_restricted(tmpl))
     good = mint_token(tmpl, key_id=kid)
-    r = keys.get(f"/keydelivery/?KID={kid}", headers={"Authorization": f"Bearer={good}"})
-    assert r.status_code == 200 and r.content == clear, r.text
-    expired = mint_token(tmpl, key_id=kid, now=datetime.now(UTC) - timedelta(hours=2))
-    assert keys.get(f"/keydelivery/?KID={kid}", headers={"Authorization": f"Bearer={expired}"}).status_code == 401
+    for headers, query in (({"Authorization": f"Bearer={good}"}, ""), ({"Authorization": f"Bearer {good}"}, ""),
+                           ({}, f"&token={quote(good, safe='')}")):
+        r = keys.get(f"/keydelivery/?KID={kid}{query}", headers=headers)
+        assert r.status_code == 200 and r.content == clear, r.text
     forged = good.rsplit("HMACSHA256=", 1)[0] + "HMACSHA256=" + quote(base64.b64encode(b"0" * 32).decode())
-    assert keys.get(f"/keydelivery/?KID={kid}", headers={"Authorization": f"Bearer={forged}"}).status_code == 401
+    other_kid = str(uuid.uuid4())
+    # SWTs written by hand (independent of mint_token), as the SDK's GenerateTestToken lays them out
+    refusals = {
+        "TokenExpired": (swt(kid, expires=datetime.now(UTC) - timedelta(hours=2)), 401),
+        "InvalidSignature": (forged, 401),
+        "InvalidIssuer": (swt(kid, issuer="http://evil.example/"), 403),
+        "InvalidAudience": (swt(kid, audience="urn:others"), 403),
+        "MissingClaim": (swt(None), 403),
+        "WrongKeyId": (swt(other_kid), 403),
+    }
+    for reason, (bad, status) in refusals.items():
+        r = keys.get(f"/keydelivery/?KID={kid}", headers={"Authorization": f"Bearer={bad}"})
+        assert (r.status_code, r.json()["error"]["code"]) == (status, reason), (reason, r.text)
+        assert clear not in r.content
+    assert swt(kid) and keys.get(f"/keydelivery/?KID={kid}",
+                                 headers={"Authorization": f"Bearer={swt(kid)}"}).content == clear
+
+
+def swt(kid: str | None, issuer: str = "http://issuer.example/", audience: str = "urn:viewers",
+        expires: datetime | None = None) -> str:
+    """An SWT signed with `SECRET`: claims, Audience, ExpiresOn, Issuer, then HMACSHA256."""
+    fields = [(KID_CLAIM, kid)] if kid else []
+    expiry = int((expires or datetime.now(UTC) + timedelta(minutes=10)).timestamp())
+    fields += [("Audience", audience), ("ExpiresOn", str(expiry)), ("Issuer", issuer)]
+    unsigned = "&".join(f"{quote_plus(k)}={quote_plus(v)}" for k, v in fields)
+    signature = base64.b64encode(hmac.new(SECRET, unsigned.encode(), hashlib.sha256).digest()).decode()
+    return f"{unsigned}&HMACSHA256={quote_plus(signature)}"
 
 
 def test_open_policy_no_policy_and_bad_requests(api: ApiClient, keys: TestClient) -> None:
@@ -157,6 +185,25 @@ def test_clearkey_licence_for_cenc_keys(api: ApiClient, keys: TestClient) -> Non
     wrong = base64.urlsafe_b64encode(uuid.UUID(aes_kid).bytes).rstrip(b"=").decode()
     assert keys.post("/keydelivery/ClearKey/", json={"kids": [wrong]}).status_code == 400
     assert keys.get(f"/keydelivery/?KID={kid}").status_code == 400  # a CENC key is not an envelope key
+
+
+def test_clearkey_licence_answers_a_browser_player(api: ApiClient, keys: TestClient) -> None:
+    """What an EME player in a page (dash.js, shaka) does cross-origin: a preflight, because the
+    JSON POST carries `Content-Type: application/json`, then the licence request, whose answer
+    it must be allowed to read."""
+    kid, _ = protect(api, 0, [{"Name": "open", "KeyRestrictionType": 0, "Requirements": None}], delivery=3)
+    page = {"Origin": "http://player.example"}
+    pre = keys.options("/keydelivery/ClearKey/", headers={**page, "Access-Control-Request-Method": "POST",
+                                                         "Access-Control-Request-Headers": "content-type"})
+    assert pre.status_code in (200, 204)
+    assert pre.headers["access-control-allow-origin"] == "*"
+    assert "POST" in pre.headers["access-control-allow-methods"]
+    assert "content-type" in pre.headers["access-control-allow-headers"].lower()
+    b64kid = base64.urlsafe_b64encode(uuid.UUID(kid).bytes).rstrip(b"=").decode()
+    r = keys.post("/keydelivery/ClearKey/", json={"kids": [b64kid], "type": "temporary"}, headers=page)
+    assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "*"
+    assert r.headers["content-type"].startswith("application/json")
+    assert r.json()["type"] == "temporary" and r.json()["keys"][0]["kid"] == b64kid
 
 
 @pytest.mark.parametrize("system", ["PlayReady", "Widevine", "FairPlay"])

@@ -216,7 +216,7 @@ BAD_TEMPLATES = [
 ]
 
 
-@pytest.mark.parametrize("xml,fragment", BAD_TEMPLATES)
+@pytest.mark.parametrize("xml,fragment", BAD_TEMPLATES, ids=[f for _x, f in BAD_TEMPLATES])  # keys are random
 def test_templates_that_cannot_work_are_refused(xml: str, fragment: str) -> None:
     with pytest.raises(TemplateError) as info:
         parse_template(xml)
@@ -234,7 +234,8 @@ def test_jwt_symmetric_primary_and_alternate_keys() -> None:
     denied(verify_token(xml, jwt_token(STRANGER), KID, NOW), Reason.INVALID_SIGNATURE)
 
 
-@pytest.mark.parametrize("key_xml", [rsa_key(), x509_key(), rsa_key(type_name="RsaTokenVerificationKey")])
+@pytest.mark.parametrize("key_xml", [rsa_key(), x509_key(), rsa_key(type_name="RsaTokenVerificationKey")],
+                         ids=["RSATokenVerificationKey", "X509CertTokenVerificationKey", "RsaTokenVerificationKey"])
 def test_jwt_rs256_with_rsa_and_x509_keys(key_xml: str) -> None:
     xml = template_xml(primary=key_xml)
     allowed(verify_token(xml, jwt_token(RSA_PRIVATE, alg="RS256"), KID, NOW))

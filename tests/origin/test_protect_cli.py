@@ -21,7 +21,7 @@ from tests.origin.conftest import make_clip
 from tests.origin.test_streams import decode
 from tests.support.serve import CLI, ServeProcess
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("origin")]
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("origin-protect-cli")]
 SECONDS, FPS = 4, 25
 ISSUER, AUDIENCE = "http://issuer.example/", "urn:openams:viewers"
 PROTECTION_SETS = ("ContentKeys", "ContentKeyAuthorizationPolicies", "ContentKeyAuthorizationPolicyOptions",

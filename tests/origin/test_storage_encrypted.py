@@ -5,7 +5,7 @@ SDK flow. Then:
 
 - the bytes at rest are the ciphertext (read back through a SAS locator);
 - the Jobs API encodes it ("H264 Single Bitrate 720p") and the output decodes;
-- without a delivery policy every protocol and progressive download answer 403;
+- without a delivery policy the streaming locator is refused (400, spec §3.8) and none is made;
 - with a NoDynamicEncryption policy FFmpeg decodes every frame of HLS and DASH, and progressive
   download (whole and ranged at odd offsets) returns the clear file;
 - with a DynamicEnvelopeEncryption policy the origin decrypts storage and re-encrypts AES-128 for
@@ -29,7 +29,7 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from openams.client import WRITE
+from openams.client import WRITE, ClientError
 from openams.media.ffmpeg import find_ffmpeg
 from tests.origin.conftest import Published, make_clip, publish
 from tests.origin.test_streams import decode
@@ -37,7 +37,7 @@ from tests.support.client import ApiClient
 from tests.support.protection import make_key
 from tests.support.serve import ServeProcess
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("origin")]
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("origin-storage-encrypted")]
 SECONDS, FPS = 4, 25
 JSON = {"Content-Type": "application/json"}
 ALL_STREAMING = 0x1 | 0x2 | 0x4 | 0x10  # Smooth, DASH, HLS, progressive download
@@ -144,16 +144,13 @@ def test_the_encoder_decrypts_its_input(origin_server: ServeProcess, setup: Any,
 def test_streams_need_a_delivery_policy_then_decode_in_the_clear(origin_server: ServeProcess, setup: Any) -> None:
     api, assets, _work = setup
     enc = assets["plain"]
-    blocked = publish(origin_server, "se-blocked", enc.asset_id)
-    for fmt in ("m3u8-aapl", "mpd-time-csf", None):
-        r = httpx.get(blocked.url(fmt), timeout=30)
-        assert r.status_code == 403 and r.json()["error"]["code"] == "BlockedByDeliveryPolicy", r.text
-        assert "storage-encrypted" in r.json()["error"]["message"]
-    assert httpx.get(blocked.path + enc.name, timeout=30).status_code == 403
-    # policies change only while no streaming locator exists: remove it, link the policy, publish again
+    # no delivery policy yet: the API refuses the streaming locator (spec §3.8) and creates nothing
+    with pytest.raises(ClientError) as refused:
+        publish(origin_server, "se-blocked", enc.asset_id)
+    assert refused.value.status == 400 and "delivery policy" in str(refused.value), refused.value
     with origin_server.client() as client:
-        locator_id = client.api("GET", f"Assets('{q(enc.asset_id)}')/Locators", "locators").json()["value"][0]["Id"]
-        client.delete("Locators", locator_id, "deleting the locator")
+        locators = client.api("GET", f"Assets('{q(enc.asset_id)}')/Locators", "locators").json()["value"]
+    assert [loc["Type"] for loc in locators] == [], locators
     policy = _post(api, "AssetDeliveryPolicies", {"Name": "clear", "AssetDeliveryPolicyType": 2,
                                                   "AssetDeliveryProtocol": ALL_STREAMING})
     _link(origin_server, api, enc.asset_id, "DeliveryPolicies", "AssetDeliveryPolicies", policy["Id"])
