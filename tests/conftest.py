@@ -40,27 +40,13 @@ def service_missing(reason: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def db_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    url = os.environ.get("OPENAMS_TEST_DATABASE_URL", "")
-    if not url.startswith("postgresql"):
-        yield ""
-        return
-    import sqlalchemy as sa
+def db_url() -> Iterator[str]:
+    """The session runtime's database: a throw-away one on PostgreSQL, else "" (SQLite). `openams
+    serve` processes the tests start get databases of their own (see tests/support/database.py)."""
+    from tests.support.database import private_database
 
-    from openams.db.engine import make_engine
-
-    admin = make_engine(url)
-    name = f"openams_test_{uuid.uuid4().hex[:10]}"
-    try:
-        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # pragma: no cover - depends on the machine
-        service_missing(f"PostgreSQL at {url} is not reachable: {exc}")
-    base = url.rsplit("/", 1)[0]
-    yield f"{base}/{name}"
-    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with private_database("openams_test") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

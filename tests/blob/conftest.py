@@ -9,7 +9,6 @@ import fcntl
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,8 @@ import httpx
 import pytest
 
 from tests.conftest import service_missing
+from tests.support.database import private_database
+from tests.support.servers import free_port, start_serve
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS = ROOT / ".tools"
@@ -38,12 +39,6 @@ API_HEADERS = {"x-ms-version": "2.19", "Accept": "application/json", "Content-Ty
                "DataServiceVersion": "3.0", "MaxDataServiceVersion": "3.0"}
 
 READ, WRITE, DELETE, LIST = 1, 2, 4, 8
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30.0) -> None:
@@ -113,9 +108,15 @@ class Server:
 
 
 @pytest.fixture(scope="session")
-def openams_server(tmp_path_factory: pytest.TempPathFactory, db_url: str) -> Iterator[Server]:
-    """`openams serve` on free ports with a temporary data directory (and the suite's PostgreSQL
-    database when OPENAMS_TEST_DATABASE_URL selects one)."""
+def openams_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """`openams serve` on free ports with a temporary data directory (and a PostgreSQL database of
+    its own when OPENAMS_TEST_DATABASE_URL selects PostgreSQL: not the session's `db_url`, whose
+    queued jobs this server's scheduler would otherwise claim — see tests/support/database.py)."""
+    with private_database("openams_blob") as db_url:
+        yield from _serve(tmp_path_factory, db_url)
+
+
+def _serve(tmp_path_factory: pytest.TempPathFactory, db_url: str) -> Iterator[Server]:
     data_dir = tmp_path_factory.mktemp("openams-blob")
     found = shutil.which("openams", path=str(Path(sys.executable).parent)) or shutil.which("openams")
     cli = [found] if found else [sys.executable, "-c", "from openams.cli import main; main()"]
@@ -123,16 +124,12 @@ def openams_server(tmp_path_factory: pytest.TempPathFactory, db_url: str) -> Ite
     for var in ("OPENAMS_CONFIG", "OPENAMS_DATABASE_URL", "OPENAMS_PUBLIC_URL", "OPENAMS_BLOB_PUBLIC_URL"):
         env.pop(var, None)
     common = ["--data-dir", str(data_dir), *(["--database-url", db_url] if db_url else [])]
-    port, blob_port = free_port(), free_port()
     log = data_dir / "serve.log"
+    # not free_port() + wait for /health: another server may take the port first and answer for us
+    proc, port, blob_port = start_serve([*cli, "serve", *common], log, env)
     seed = Server(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{blob_port}", "", "", "", data_dir, log,
                   cli, common, env)
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen([*cli, "serve", *common, "--host", "127.0.0.1", "--port", str(port),
-                                 "--blob-port", str(blob_port)], stdout=fh, stderr=subprocess.STDOUT, env=env)
     try:
-        wait_http(f"http://127.0.0.1:{port}/health", proc, log)
-        wait_http(f"http://127.0.0.1:{blob_port}/health", proc, log)
         yield seed.new_account()
     finally:
         stop(proc)

@@ -6,18 +6,17 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from openams.client import AmsClient, JobStatus
 from tests.cli.test_upload import CLI, clean_env, free_port, run_cli
 from tests.jobs.support import SLOW_PRESET, wait_for
 from tests.jobs.test_encode_acceptance import ffmpeg_under, make_av, scratch_leftovers
+from tests.support.servers import start_serve
 
 MES = "nb:mpid:UUID:ff4df607-d419-42f0-bc17-a481b1331e56"
 ONE_LAYER = json.dumps({
@@ -66,23 +65,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     out = run_cli("account", "create", name, "--json", "--data-dir", str(data_dir))
     assert out.returncode == 0, out.stderr
     key = json.loads(out.stdout.strip().splitlines()[-1])["primaryKey"]
-    port, blob_port = free_port(), free_port()
-    log = data_dir / "serve.log"
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen([*CLI, "serve", "--data-dir", str(data_dir), "--host", "127.0.0.1", "--port",
-                                 str(port), "--blob-port", str(blob_port)], stdout=fh, stderr=subprocess.STDOUT,
-                                env=clean_env())
+    proc, port, _blob_port = start_serve([*CLI, "serve", "--data-dir", str(data_dir)], data_dir / "serve.log",
+                                         clean_env())
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, log.read_text()
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
         yield Served(f"http://127.0.0.1:{port}", name, key, data_dir)
     finally:
         proc.terminate()

@@ -7,10 +7,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,17 +19,11 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from tests.support.servers import STORAGE_VARS
+from tests.support.servers import STORAGE_VARS, free_port, start_serve
 
 CLI = [sys.executable, "-c", "from openams.cli import main; main()"]
 API_HEADERS = {"x-ms-version": "2.19", "Accept": "application/json", "DataServiceVersion": "3.0",
                "MaxDataServiceVersion": "3.0"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def clean_env() -> dict[str, str]:
@@ -78,24 +70,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     out = run_cli("account", "create", name, "--json", "--data-dir", str(data_dir))
     assert out.returncode == 0, out.stderr
     key = json.loads(out.stdout.strip().splitlines()[-1])["primaryKey"]
-    port, blob_port = free_port(), free_port()
-    log = data_dir / "serve.log"
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen([*CLI, "serve", "--data-dir", str(data_dir), "--host", "127.0.0.1",
-                                 "--port", str(port), "--blob-port", str(blob_port)],
-                                stdout=fh, stderr=subprocess.STDOUT, env=clean_env())
+    proc, port, blob_port = start_serve([*CLI, "serve", "--data-dir", str(data_dir)], data_dir / "serve.log",
+                                        clean_env())
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, log.read_text()
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200 and \
-                        httpx.get(f"http://127.0.0.1:{blob_port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
         yield Server(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{blob_port}", name, key, data_dir)
     finally:
         proc.terminate()

@@ -1,8 +1,11 @@
 """Published assets on a real `openams serve`, shared by the origin's end-to-end tests.
 
-One server per test session (module scope would encode the same clips several times); the
-assets are made the way users make them: an upload encoded with system presets through the
-Jobs API, and a set of MP4 renditions uploaded as they are (no `.ism`).
+One server per test session of each xdist worker that needs one (module scope would encode the
+same clips several times). The encoded set (`published`) is shared by the modules of the
+`xdist_group("origin")`, which therefore run on one worker; modules that only need a server and
+make their own assets have groups of their own, so they spread over the workers. The assets are
+made the way users make them: an upload encoded with system presets through the Jobs API, and a
+set of MP4 renditions uploaded as they are (no `.ism`).
 """
 
 from __future__ import annotations

@@ -1,11 +1,13 @@
 """A real `openams serve` process for tests that need real HTTP (ffmpeg, players, SDKs).
 
-It uses the suite's database (pass the `db_url` fixture: a PostgreSQL database of its own when
-OPENAMS_TEST_DATABASE_URL selects PostgreSQL, else SQLite in the data directory) and the suite's
-storage backend (STORAGE_VARS pass through).
+It uses the suite's kind of database (pass the `db_url` fixture: on PostgreSQL the server gets a
+throw-away database of its own on that PostgreSQL server, dropped by `stop()` — not the session's
+database itself, whose queued jobs its scheduler would claim, see tests/support/database.py; on
+SQLite, the file in the data directory) and the suite's storage backend (STORAGE_VARS pass through).
 
 `ServeProcess` creates an account in a fresh data directory, starts the server on free ports,
-waits for `/health`, and stops it (kill after a grace period) — the one place tests do this.
+waits until it has bound both of them (`servers.start_serve`), and stops it (kill after a grace
+period) — the one place tests do this.
 """
 
 from __future__ import annotations
@@ -13,27 +15,18 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from tests.support.servers import STORAGE_VARS
+from tests.support.database import create_database, drop_database
+from tests.support.servers import STORAGE_VARS, start_serve
 
 CLI = [sys.executable, "-c", "from openams.cli import main; main()"]
 API_HEADERS = {"x-ms-version": "2.19", "Accept": "application/json", "DataServiceVersion": "3.0",
                "MaxDataServiceVersion": "3.0"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def serve_env(**extra: str) -> dict[str, str]:
@@ -45,12 +38,16 @@ def serve_env(**extra: str) -> dict[str, str]:
 
 
 class ServeProcess:
-    def __init__(self, data_dir: Path, *, env: dict[str, str] | None = None, database_url: str = "") -> None:
+    def __init__(self, data_dir: Path, *, env: dict[str, str] | None = None, database_url: str = "",
+                 own_database: bool = True) -> None:
+        self._own_database = ""
+        if own_database and database_url.startswith("postgresql"):
+            database_url = self._own_database = create_database("openams_serve", database_url)
+        self.database_url = database_url
         self.data_dir = data_dir
         self.common = ["--data-dir", str(data_dir), *(["--database-url", database_url] if database_url else [])]
-        self.port, self.blob_port = free_port(), free_port()
-        self.api = f"http://127.0.0.1:{self.port}"
-        self.blob = f"http://127.0.0.1:{self.blob_port}"
+        self.port = self.blob_port = 0  # chosen by start()
+        self.api = self.blob = ""
         self.env = serve_env(**(env or {}))
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = data_dir.parent / f"{data_dir.name}-serve.log"
@@ -68,24 +65,28 @@ class ServeProcess:
         return name, key
 
     def start(self) -> ServeProcess:
-        if not self.account:
-            self.create_account()
-        with open(self.log, "ab") as fh:
-            self.proc = subprocess.Popen([*CLI, "serve", *self.common, "--host", "127.0.0.1",
-                                          "--port", str(self.port), "--blob-port", str(self.blob_port)],
-                                         stdout=fh, stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
-        deadline = time.monotonic() + 60
-        while True:
-            assert self.proc.poll() is None, self.log.read_text()
-            try:
-                if httpx.get(f"{self.api}/health", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, self.log.read_text()
-            time.sleep(0.1)
+        """Start the server on free ports (new ones if another process takes them first)."""
+        try:
+            if not self.account:
+                self.create_account()
+            self.proc, self.port, self.blob_port = start_serve([*CLI, "serve", *self.common], self.log, self.env,
+                                                               start_new_session=True)
+        except BaseException:
+            self.stop()  # callers only stop a server that started: do not leave its database behind
+            raise
+        self.api = f"http://127.0.0.1:{self.port}"
+        self.blob = f"http://127.0.0.1:{self.blob_port}"
+        return self
 
     def stop(self) -> None:
+        try:
+            self._stop_process()
+        finally:
+            if self._own_database:
+                drop_database(self._own_database)
+                self._own_database = ""
+
+    def _stop_process(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
         self.proc.terminate()
