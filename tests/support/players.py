@@ -132,6 +132,8 @@ class Switch:
     rung: Rung
     ok: bool
     matched: bool
+    retried: bool
+    """The first request was not honoured within half the switch timeout and was repeated."""
     latency: float
     """Wall seconds from forcing the rung to seeing it rendered."""
     at: float
@@ -198,7 +200,7 @@ class PlayResult:
         for s in self.switches:
             lines.append(
                 f"  switch to {s.target} {s.rung}: {'ok' if s.ok else 'FAILED'} (rendered={s.matched}, "
-                f"{s.latency:.2f}s, at t={s.at:.2f}, played on {s.advanced:.2f}s, size {s.size[0]}x{s.size[1]})"
+                f"{s.latency:.2f}s{', asked twice' if s.retried else ''}, at t={s.at:.2f}, played on {s.advanced:.2f}s, size {s.size[0]}x{s.size[1]})"
             )
         lines += [f"  error: {e}" for e in self.errors]
         lines += [f"  warning: {w}" for w in self.warnings[:20]]
@@ -611,7 +613,8 @@ class PlayJob:
     change to it, play on ``switch_seconds``; the same for the highest rung. A short VOD is sought
     back near its start before the switches so both have room. ``timeout`` bounds the whole
     scenario (wall seconds); on expiry the partial result comes back with ``timed_out`` set.
-    ``mime_type`` is for shaka (guessed from the URL when None).
+    ``mime_type`` is for shaka (guessed from the URL when None). ``key_token`` (hls.js) is sent as
+    ``Authorization: Bearer`` on key requests (URLs containing ``/keydelivery``), as AMS players do.
     """
 
     manifest_url: str
@@ -622,6 +625,7 @@ class PlayJob:
     switch_timeout: float = 15
     timeout: float = 60
     mime_type: str | None = None
+    key_token: str = ""
 
 
 class _Run:
@@ -653,6 +657,7 @@ class _Run:
             "switch": job.switch,
             "switchSeconds": job.switch_seconds,
             "switchTimeout": job.switch_timeout,
+            "keyToken": job.key_token,
             # the page gives up a little earlier than we do, so it can still say where it was
             "timeout": max(0.5, job.timeout - min(3.0, job.timeout * 0.2)),
         }
@@ -772,6 +777,7 @@ def _fill(result: PlayResult, snap: Mapping[str, Any]) -> None:
             rung=_rung(s["rung"]),
             ok=bool(s["ok"]),
             matched=bool(s["matched"]),
+            retried=bool(s.get("retried", False)),
             latency=float(s["latency"]),
             at=float(s["at"]),
             advanced=float(s["advanced"]),
