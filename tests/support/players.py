@@ -200,7 +200,8 @@ class PlayResult:
         for s in self.switches:
             lines.append(
                 f"  switch to {s.target} {s.rung}: {'ok' if s.ok else 'FAILED'} (rendered={s.matched}, "
-                f"{s.latency:.2f}s{', asked twice' if s.retried else ''}, at t={s.at:.2f}, played on {s.advanced:.2f}s, size {s.size[0]}x{s.size[1]})"
+                f"{s.latency:.2f}s{', asked twice' if s.retried else ''}, at t={s.at:.2f}, "
+                f"played on {s.advanced:.2f}s, size {s.size[0]}x{s.size[1]})"
             )
         lines += [f"  error: {e}" for e in self.errors]
         lines += [f"  warning: {w}" for w in self.warnings[:20]]
