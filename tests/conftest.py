@@ -32,6 +32,16 @@ if not os.environ.get("OPENAMS_SERVER_KEY"):
     os.environ["OPENAMS_SERVER_KEY"] = Fernet.generate_key().decode("ascii")
 
 
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Under `--dist loadgroup`, a grouped test whose id has no `@group` tag fails: xdist could not
+    group it, so every worker would build each group's shared fixtures (a whole server plus encodes)
+    and the run would take far longer while still passing (pytest 9.2 broke it: pytest-xdist#1386)."""
+    if getattr(item.config.option, "loadgroup", False) and item.get_closest_marker("xdist_group") \
+            and "@" not in item.nodeid:
+        pytest.fail(f"--dist loadgroup is not grouping with this pytest/pytest-xdist pair ({item.nodeid} has "
+                    "no @group tag); install the versions pyproject.toml pins", pytrace=False)
+
+
 def service_missing(reason: str) -> None:
     """Skip a test for a missing service — or fail when CI said every service must be there."""
     if REQUIRE_SERVICES:
