@@ -172,3 +172,26 @@ def test_nothing_is_sent_for_a_rolled_back_transaction(runtime, receiver: Receiv
     assert deliverer().wait_idle(10, receiver.base)
     assert receiver.at("/rolled-back") == []
     assert len(receiver.at("/committed")) == 1 and len(receiver.at("/committed-again")) == 1
+
+
+def test_a_failed_delivery_logs_no_endpoint_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An endpoint address may carry a credential (a signed URL, a Redis password) and client libraries
+    put the address in their exception messages: the message kept for the retry log must not carry it."""
+    webhook = "https://hooks.example/notify?sig=not-for-logs-1"
+    redis_url = "redis://:not-for-logs-2@127.0.0.1:1/0"
+
+    class Failing:
+        def post(self, url: str, **_: Any) -> None:
+            raise RuntimeError(f"cannot reach {url}")
+
+        def rpush(self, key: str, _body: bytes) -> None:
+            raise RuntimeError(f"cannot push {key} to {redis_url}")
+
+    d = notify.Deliverer.__new__(notify.Deliverer)
+    monkeypatch.setattr(d, "_http_client", lambda: Failing(), raising=False)
+    monkeypatch.setattr(d, "_redis_client", lambda _url: Failing(), raising=False)
+    hook_error = d._send(Delivery(0.0, 0, "webhook", webhook, b"{}", {}, label="webhook x"))
+    queue_error = d._send(Delivery(0.0, 0, "queue", "openams:queue:q", b"{}", {}, redis_url=redis_url,
+                                   label="queue q"))
+    assert hook_error == "RuntimeError: cannot reach <endpoint>"
+    assert queue_error == "RuntimeError: cannot push <endpoint> to <endpoint>"

@@ -325,7 +325,13 @@ class Deliverer:
             self._redis_client(item.redis_url).rpush(item.target, item.body)
             return None
         except Exception as exc:  # network errors, refused connections, Redis down: retry
-            return f"{type(exc).__name__}: {exc}"
+            # the message is logged: it must not carry the endpoint address or the Redis URL
+            # (either may hold a credential — a signed webhook URL, a Redis password)
+            text = f"{type(exc).__name__}: {exc}"
+            for secret in (item.target, item.redis_url):
+                if secret:
+                    text = text.replace(secret, "<endpoint>")
+            return text
 
     def _http_client(self) -> Any:
         with self._clients_lock:
