@@ -626,7 +626,7 @@ def _playlist(path: Path) -> Path:
 
 BAD_CASES: dict[str, tuple[Any, str, str, tuple[str, ...]]] = {
     # name: (make input, preset, ErrorDetail code, fragments of its message)
-    "text file named .mp4": (_text, FAST, "InvalidInput", ("not a media file", "text file")),
+    "text file named .mp4": (_text, FAST, "InvalidInput", ("not a media file: input.mp4 ", "text file")),
     "truncated MP4 (faststart)": (lambda p: _truncated(p, True), FAST, "InvalidInput",
                                   ("truncated media file", "declares 4.00 s")),
     "truncated MP4 (moov at the end)": (lambda p: _truncated(p, False), FAST, "InvalidInput",
@@ -663,6 +663,7 @@ def test_bad_input_ends_in_error_without_leaks(runtime, api: ApiClient, schedule
     for fragment in fragments:
         assert fragment in detail["Message"], detail
     assert "passwd" not in detail["Message"] and "Traceback" not in detail["Message"]
+    assert "0__" not in detail["Message"] and "/in/" not in detail["Message"]  # the file as uploaded, no scratch path
     assert t["HistoricalEvents"][-1]["Code"] == "Error"
     out = outputs_of(api, created["Id"])[0]
     assert api.list(f"Assets('{q(out['Id'])}')/Files") == [] and blobs_of(runtime, out) == []

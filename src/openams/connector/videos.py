@@ -108,8 +108,6 @@ XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
 PROTECTION_MODES = {"none": "None", "aes128": "AES128"}
 STORAGE_MODES = {"none": None, "aes256": "AES256"}
 _EXTENSION = re.compile(r"^[A-Za-z0-9]{1,16}$")
-_SCRATCH_NAME = re.compile(r"\b\d+__(?=[0-9a-f]{8}-)")
-"""`0__<guid>.mp4`: the name the encoder gives its scratch copy of input 0."""
 METADATA_LIMIT = 1 << 20
 JPEG_HEAD = 64 * 1024
 
@@ -458,7 +456,7 @@ def _task_error(video: Video) -> str:
             continue
         details = task.get("ErrorDetails") or []
         reason = "; ".join(str(d.get("Message") or d.get("Code") or "") for d in details if d) or "unknown reason"
-        reason = _SCRATCH_NAME.sub("", reason.strip())  # the encoder names inputs by their scratch copy
+        reason = reason.strip()
         what = "Encoding" if name == ENCODE_TASK else "Making the thumbnail"
         return f"{what} failed: {reason}" + ("" if reason.endswith((".", "!", "?")) else ".")
     return "Encoding failed."

@@ -187,7 +187,7 @@ class TaskExecution:
         self._check_cancel()
         try:
             result = media_encode_fn(configuration, local_inputs, out_dir, self._progress, self.cancel,
-                                         basename=Path(local_inputs[0].name.split("__", 1)[-1]).stem)
+                                         basename=local_inputs[0].stem)
         except PresetError as exc:
             raise TaskFailed("PresetError", f"The preset is not valid: {'; '.join(exc.problems)}") from None
         except (UnsafeInputError, NotMediaError) as exc:
@@ -229,7 +229,9 @@ class TaskExecution:
         storage = self.rt.storage
         if chosen["Name"].lower().endswith(".ism"):
             chosen = self._manifest_source(asset, files, chosen)
-        target = in_dir / f"{n}__{Path(chosen['Name']).name}"
+        # one directory per input, the file under its own name: error messages quote it as uploaded
+        target = in_dir / str(n) / Path(chosen["Name"]).name
+        target.parent.mkdir(exist_ok=True)
         props = storage.properties(asset["StorageAccountName"], container_name(asset["Id"]), chosen["Name"])
         if props is None:
             raise TaskFailed("InputFileMissing", f"File '{chosen['Name']}' of the input asset was not uploaded "
