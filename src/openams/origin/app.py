@@ -14,6 +14,8 @@ import asyncio
 import dataclasses
 import ipaddress
 import logging
+import os
+import random
 import re
 import threading
 import uuid
@@ -83,7 +85,7 @@ class OriginApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         method = scope["method"].upper()
-        request_id = str(uuid.uuid4())
+        request_id = _request_id()
         try:
             if method == "OPTIONS":
                 response = preflight(headers)
@@ -379,6 +381,17 @@ def _check_endpoint(endpoint: Any, scope: Scope) -> Response | None:
         if address is None or not any(address in net for net in allow):
             return error(403, "IpNotAllowed", f"The streaming endpoint does not accept requests from {client}.")
     return None
+
+
+_ids = random.Random()
+os.register_at_fork(after_in_child=_ids.seed)  # a forked worker must not repeat its parent's ids
+
+
+def _request_id() -> str:
+    """A random GUID for the request-id header. Unique, not secret: so drawn from a seeded PRNG,
+    not one getrandom() system call per request (each hands the GIL away and back on the event
+    loop thread, which under segment-building load waits a switch interval to get it back)."""
+    return str(uuid.UUID(int=_ids.getrandbits(128), version=4))
 
 
 def _cache_control(target: Any, segment: bool) -> str:

@@ -58,7 +58,6 @@ import base64
 import functools
 import hashlib
 import struct
-import threading
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -92,7 +91,7 @@ __all__ = [
     "cenc_encrypt",
     "cenc_iv",
     "clearkey_pssh",
-    "encrypt_into",
+    "encrypt_in_place",
     "encrypt_samples",
     "parse_pssh",
     "playready_checksum",
@@ -101,9 +100,9 @@ __all__ = [
     "playready_pssh",
     "pssh",
     "sample_crypto",
-    "scratch_buffer",
     "segment_iv",
     "subsample_map",
+    "subsample_maps",
     "track_encryption",
     "widevine_pssh",
     "widevine_pssh_data",
@@ -397,14 +396,14 @@ def aes128_segment(data: bytes, key: bytes, iv: bytes) -> bytes:
     pad = 16 - size % 16
     last = bytes(data[whole:]) + bytes([pad]) * pad  # PKCS#7: the tail and 1..16 pad bytes
     encryptor = Cipher(algorithms.AES(_check_key(key)), modes.CBC(iv)).encryptor()
-    # straight from the segment into the thread's scratch buffer, then one copy out (no padded
-    # copy of the segment, no concatenations)
-    buf = scratch_buffer(whole + 16 + CTR_SLACK)
+    # straight from the segment into the body (no padded copy of the segment, no concatenation)
+    buf = bytearray(whole + 16 + CTR_SLACK)
     with memoryview(buf) as out, memoryview(data) as source:
         encryptor.update_into(source[:whole], out)
         encryptor.update_into(last, out[whole:])
         encryptor.finalize()
-        return bytes(out[:whole + 16])
+    del buf[whole + 16:]
+    return buf  # type: ignore[return-value]  # bytes-like; a bytes() copy would cost as much as the cipher
 
 
 # -- the encryption descriptor of a track -----------------------------------------------------------------
@@ -591,84 +590,85 @@ class SampleCrypto:
 
 
 CTR_SLACK = 15
-"""Spare bytes `encrypt_into` needs after the payload for `cenc` (OpenSSL's update_into contract)."""
+"""Spare bytes `encrypt_in_place` needs after the payload for `cenc` (the cipher API's update_into
+contract; nothing is written there)."""
 
-_SCRATCH = threading.local()
-_SCRATCH_KEEP = 16 << 20
+def subsample_maps(info: TrackInfo, samples: Sequence[Sample], scheme: Literal["cenc", "cbcs"]
+                   ) -> tuple[Subsamples, ...] | None:
+    """The sub-sample map of every sample of one segment under `scheme` (decode order; in-band
+    parameter sets of a sample apply to the later ones), or None for a track whose samples are
+    encrypted whole (audio).
 
-
-def scratch_buffer(size: int) -> bytearray:
-    """A writable buffer of at least `size` bytes, reused by this thread.
-
-    Why: a new multi-megabyte bytearray is fresh zeroed pages from the kernel each time, and
-    faulting them in costs several times the encryption itself (measured: ~3 ms vs ~0.1 ms for a
-    1.4 MB segment on the build box). Callers copy the result out (`bytes(view[:n])`) before the
-    thread builds the next segment. Buffers above 16 MB are not kept (a worker thread holds at most that).
-    """
-    buf: bytearray | None = getattr(_SCRATCH, "buf", None)
-    if buf is not None and len(buf) >= size:
-        return buf
-    buf = bytearray(max(size, 2 * len(buf) if buf is not None else 0))
-    if len(buf) <= _SCRATCH_KEEP:
-        _SCRATCH.buf = buf
-    return buf
+    Why separate: the maps depend on the media and the scheme only, never on the key, and finding
+    them (slice-header parsing in Python) costs more than the encryption itself; a caller that
+    builds the same segment again (the origin, with its segment cache off or full) keeps them and
+    passes them to `sample_crypto`."""
+    if info.kind != "video":
+        return None
+    if _nal_codec(info) is None:
+        raise ValueError(f"track {info.track_id}: no sub-sample encryption rules for {info.fourcc!r} video")
+    mapper = _SubsampleMapper(info, scheme == "cenc")
+    return tuple(mapper.map(sample.data) for sample in samples)
 
 
-def sample_crypto(info: TrackInfo, samples: Sequence[Sample], protection: Protection
-                  ) -> tuple[TrackEncryption, list[SampleCrypto]]:
+def sample_crypto(info: TrackInfo, samples: Sequence[Sample], protection: Protection,
+                  maps: Sequence[Subsamples] | None = None) -> tuple[TrackEncryption, list[SampleCrypto]]:
     """The track's `tenc` parameters and every sample's IV and sub-sample map (decode order) —
-    what the `moof` must describe, so the fragment can be laid out before encrypting into it."""
+    what the `moof` must describe, so the fragment can be laid out before encrypting into it.
+    `maps`: the samples' `subsample_maps` under this scheme, if the caller has them already."""
     params = track_encryption(info, protection)
-    mapper = _SubsampleMapper(info, params.scheme == "cenc") if params.subsamples else None
-    out: list[SampleCrypto] = []
+    subs: Sequence[Subsamples | None]
+    if not params.subsamples:
+        subs = [None] * len(samples)
+    elif maps is not None:
+        if len(maps) != len(samples):
+            raise ValueError(f"{len(maps)} sub-sample maps for {len(samples)} samples")
+        subs = maps
+    else:
+        subs = subsample_maps(info, samples, params.scheme) or ()
     if params.scheme == "cenc":
         material = _track_material(info, protection)
         base = _iv_base(material)
-        for sample in samples:
-            subs = mapper.map(sample.data) if mapper is not None else None
-            out.append(SampleCrypto(_sample_iv(material, base, sample), subs))
-    else:
-        out = [SampleCrypto(b"", mapper.map(sample.data) if mapper is not None else None) for sample in samples]
-    return params, out
+        return params, [SampleCrypto(_sample_iv(material, base, sample), entry)
+                        for sample, entry in zip(samples, subs, strict=True)]
+    return params, [SampleCrypto(b"", entry) for entry in subs]
 
 
-def encrypt_into(params: TrackEncryption, key: bytes, samples: Sequence[Sample], crypto: Sequence[SampleCrypto],
-                 buf: bytearray, offset: int) -> int:
-    """Write the encrypted samples one after the other into `buf` from `offset`; returns the end.
+def encrypt_in_place(params: TrackEncryption, key: bytes, crypto: Sequence[SampleCrypto], sizes: Sequence[int],
+                     buf: bytearray, offset: int) -> int:
+    """Encrypt, in place, samples of `sizes` bytes laid out one after the other in `buf` from
+    `offset`; returns their end. `buf` needs `CTR_SLACK` spare bytes after the last sample (the
+    cipher API asks for room it never writes).
 
-    Each byte is written once, straight into the caller's buffer (the fragment being built):
-    clear ranges are copied from the sample, `cenc` ranges are encrypted from the sample into
-    place (`buf` needs `CTR_SLACK` spare bytes past the last sample: the cipher may touch them),
-    `cbcs` samples are copied then pattern-encrypted in place.
+    Why in place: the caller lays the fragment out once (a join: the one copy of each payload
+    byte), then only the protected ranges are rewritten — no zero-filled buffer, no second copy.
     """
-    out = memoryview(buf)
     algorithm = algorithms.AES(bytes(key))
     pos = offset
     if params.scheme == "cenc":
-        for sample, entry in zip(samples, crypto, strict=True):
-            data = memoryview(sample.data)
-            encryptor = Cipher(algorithm, modes.CTR(entry.iv + bytes(8))).encryptor()
-            if entry.subsamples is None:
-                encryptor.update_into(data, out[pos:pos + len(data) + CTR_SLACK])
-            else:
-                at = 0
-                for clear, protected in entry.subsamples:
-                    out[pos + at:pos + at + clear] = data[at:at + clear]
-                    at += clear
-                    if protected:
-                        encryptor.update_into(data[at:at + protected], out[pos + at:pos + at + protected + CTR_SLACK])
-                        at += protected
-                if at != len(data):
-                    raise ValueError("sub-samples do not cover the sample")
-            pos += len(data)
-        out.release()
+        # one cipher context for the fragment, its counter reset per sample (`reset_nonce`, also
+        # dropping any keystream left from the last one): a new context per sample cost more
+        # than encrypting the sample
+        encryptor = Cipher(algorithm, modes.CTR(bytes(16))).encryptor()
+        with memoryview(buf) as out:
+            for size, entry in zip(sizes, crypto, strict=True):
+                encryptor.reset_nonce(entry.iv + bytes(8))
+                if entry.subsamples is None:
+                    encryptor.update_into(out[pos:pos + size], out[pos:pos + size + CTR_SLACK])
+                else:
+                    at = pos
+                    for clear, protected in entry.subsamples:
+                        at += clear
+                        if protected:
+                            encryptor.update_into(out[at:at + protected], out[at:at + protected + CTR_SLACK])
+                            at += protected
+                    if at != pos + size:
+                        raise ValueError("sub-samples do not cover the sample")
+                pos += size
         return pos
-    out.release()
     cipher = Cipher(algorithm, modes.CBC(params.constant_iv))
     pattern = (params.crypt_byte_block, params.skip_byte_block)
-    for sample, entry in zip(samples, crypto, strict=True):
-        size = len(sample.data)
-        buf[pos:pos + size] = sample.data
+    for size, entry in zip(sizes, crypto, strict=True):
         if entry.subsamples is None:
             _cbc_pattern(cipher, buf, pos, pos + size, 0, 0)
         else:
@@ -678,6 +678,8 @@ def encrypt_into(params: TrackEncryption, key: bytes, samples: Sequence[Sample],
                 if protected:
                     _cbc_pattern(cipher, buf, at, at + protected, *pattern)
                     at += protected
+            if at != pos + size:
+                raise ValueError("sub-samples do not cover the sample")
         pos += size
     return pos
 
@@ -687,8 +689,8 @@ def encrypt_samples(info: TrackInfo, samples: Sequence[Sample], protection: Prot
     docstring for the sub-sample rules and the IVs. (The fragment writer uses `sample_crypto` +
     `encrypt_into` to encrypt straight into the segment; this is the same, sample by sample.)"""
     params, crypto = sample_crypto(info, samples, protection)
-    buf = scratch_buffer(sum(len(s.data) for s in samples) + CTR_SLACK)
-    encrypt_into(params, protection.key, samples, crypto, buf, 0)
+    buf = bytearray().join([*(s.data for s in samples), bytes(CTR_SLACK)])
+    encrypt_in_place(params, protection.key, crypto, [len(s.data) for s in samples], buf, 0)
     out: list[EncryptedSample] = []
     pos = 0
     for sample, entry in zip(samples, crypto, strict=True):

@@ -213,22 +213,22 @@ class _Encrypted:
     and the boxes that describe it."""
 
     write: Callable[[bytearray, int], int]
-    """Encrypt the samples into the buffer from an offset (`encryption.encrypt_into`); needs
-    `encryption.CTR_SLACK` spare bytes past the payload."""
+    """Encrypt in place the samples laid out in the buffer from an offset
+    (`encryption.encrypt_in_place`); needs `encryption.CTR_SLACK` spare bytes past the payload."""
     traf_boxes: Callable[[int], list[bytes]]
     """`senc`/`saiz`/`saio` for the `traf`, given the offset from the `moof` start at which they
     will be written (for `saio`); their total size must not depend on that offset."""
 
 
 def _encrypt_samples(info: TrackInfo, samples: Sequence[Sample], protection: Protection, *,
-                     piff: bool = False) -> _Encrypted:
+                     piff: bool = False, maps: Sequence[encryption.Subsamples] | None = None) -> _Encrypted:
     """Describe the samples' encryption: `saiz` (size of each sample's auxiliary information: IV
     + sub-sample entries), `saio` (where the first one is) and `senc` (the information itself),
     in that order so `saio` can point past its own fixed size; the encryption itself happens
     when the fragment is laid out (`write`)."""
     if piff and protection.scheme != "cenc":
         raise ValueError("Smooth Streaming (PIFF) carries only cenc (AES-CTR) sample encryption")
-    params, crypto = encryption.sample_crypto(info, samples, protection)
+    params, crypto = encryption.sample_crypto(info, samples, protection, maps)
     with_subsamples = any(e.subsamples is not None for e in crypto)
     entries: list[bytes] = []
     sizes: list[int] = []
@@ -264,7 +264,8 @@ def _encrypt_samples(info: TrackInfo, samples: Sequence[Sample], protection: Pro
         return [saiz, saio, senc]
 
     def write(buf: bytearray, offset: int) -> int:
-        return encryption.encrypt_into(params, protection.key, samples, crypto, buf, offset)
+        return encryption.encrypt_in_place(params, protection.key, crypto, [len(s.data) for s in samples], buf,
+                                           offset)
 
     return _Encrypted(write, traf_boxes)
 
@@ -280,18 +281,20 @@ def media_segment(
     timescale: int | None = None,
     protection: Protection | None = None,
     styp: bool = True,
+    subsample_maps: Sequence[encryption.Subsamples] | None = None,
 ) -> bytes:
-    """`styp` + `moof` + `mdat` carrying `samples` (whole samples in decode order)."""
+    """`styp` + `moof` + `mdat` carrying `samples` (whole samples in decode order).
+    `subsample_maps`: `encryption.subsample_maps` of these samples under the scheme, if known."""
     ts = timescale or info.timescale
     base, durations, cts = _timing(samples, info.media_time, info.timescale, ts)
-    parts = [box("styp", b"msdh", _U32.pack(0), b"msdhcmfs")] if styp else []
-    parts += _fragment(info, samples, sequence_number, base, durations, cts, protection,
-                       tfhd_flags=_TFHD_DEFAULT_BASE_IS_MOOF, trailer=())
-    return b"".join(parts)
+    prefix = box("styp", b"msdh", _U32.pack(0), b"msdhcmfs") if styp else b""
+    return _joined(_fragment(info, samples, sequence_number, base, durations, cts, protection,
+                             tfhd_flags=_TFHD_DEFAULT_BASE_IS_MOOF, trailer=(), maps=subsample_maps, prefix=prefix))
 
 
 def smooth_fragment(
-    info: TrackInfo, samples: Sequence[Sample], *, sequence_number: int, protection: Protection | None = None
+    info: TrackInfo, samples: Sequence[Sample], *, sequence_number: int, protection: Protection | None = None,
+    subsample_maps: Sequence[encryption.Subsamples] | None = None,
 ) -> bytes:
     """A Smooth Streaming fragment: `moof` (with `tfxd`) + `mdat`, times in 100 ns units.
 
@@ -302,8 +305,8 @@ def smooth_fragment(
     """
     base, durations, cts = _timing(samples, info.media_time, info.timescale, SMOOTH_TIMESCALE)
     tfxd = uuid_box(TFXD_UUID, _U64.pack(base & 0xFFFFFFFFFFFFFFFF), _U64.pack(sum(durations)), version=1)
-    return b"".join(_fragment(info, samples, sequence_number, base, durations, cts, protection, tfhd_flags=0,
-                              trailer=(tfxd,), piff=True))
+    return _joined(_fragment(info, samples, sequence_number, base, durations, cts, protection, tfhd_flags=0,
+                             trailer=(tfxd,), piff=True, maps=subsample_maps))
 
 
 def _timing(samples: Sequence[Sample], media_time: int, in_ts: int, out_ts: int) -> tuple[int, list[int], list[int]]:
@@ -344,14 +347,17 @@ def _fragment(
     tfhd_flags: int,
     trailer: tuple[bytes, ...],
     piff: bool = False,
-) -> list[bytes]:
-    """[moof, mdat header, payload…]: the caller joins at once, so payloads are copied once
-    (an encrypted payload is a view of the thread's scratch buffer, overwritten by the next one)."""
+    maps: Sequence[encryption.Subsamples] | None = None,
+    prefix: bytes = b"",
+) -> list[bytes] | bytearray:
+    """`prefix` + moof + mdat: clear, as the parts [prefix, moof, mdat header, payload…] for the
+    caller to join (each payload byte copied once); encrypted, as one finished buffer: laid out
+    by one join, then the protected ranges encrypted in place."""
     n = len(samples)
     encrypted: _Encrypted | None = None
     if _sample_encrypted(info, protection):
         assert protection is not None
-        encrypted = _encrypt_samples(info, samples, protection, piff=piff)
+        encrypted = _encrypt_samples(info, samples, protection, piff=piff, maps=maps)
     extra_boxes = encrypted.traf_boxes if encrypted is not None else None
     sizes = [len(s.data) for s in samples]
     if info.kind == "video":
@@ -378,14 +384,21 @@ def _fragment(
     moof = box("moof", mfhd, traf)
     assert len(moof) == moof_size
     if encrypted is None:
-        return [moof, mdat_header, *(s.data for s in samples)]
-    # encrypted: one buffer, each payload byte written once, straight into its place
-    # encrypted into this thread's scratch buffer; the caller's join is the one copy out (a view,
-    # valid until the thread builds its next segment — the callers join at once)
-    buf = encryption.scratch_buffer(payload_size + encryption.CTR_SLACK)
-    end = encrypted.write(buf, 0)
-    assert end == payload_size
-    return [moof, mdat_header, memoryview(buf)[:end]]
+        return [prefix, moof, mdat_header, *(s.data for s in samples)]
+    head = len(prefix) + len(moof) + len(mdat_header)
+    out = bytearray().join([prefix, moof, mdat_header, *(s.data for s in samples), bytes(encryption.CTR_SLACK)])
+    end = encrypted.write(out, head)
+    assert end == head + payload_size
+    del out[end:]  # the cipher's slack (a size change, no copy)
+    return out
+
+
+def _joined(parts: list[bytes] | bytearray) -> bytes:
+    """The fragment as one body. An encrypted one is already a single buffer and is returned as is
+    (a bytearray: copying 1-2 MB again to make it `bytes` would cost as much as encrypting it)."""
+    if isinstance(parts, bytearray):
+        return parts  # type: ignore[return-value]  # bytes-like, served and compared like bytes
+    return b"".join(parts)
 
 
 def _mdat_header(payload_size: int) -> bytes:
