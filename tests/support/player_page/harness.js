@@ -326,7 +326,19 @@
     return video.currentTime - from;
   }
 
+  // On a short VOD, seek back when fewer than `need` seconds are left to play.
+  async function makeRoom(need) {
+    if (!Number.isFinite(video.duration) || video.duration - video.currentTime >= need) return;
+    const to = Math.max(0, Math.min(1, video.duration - need));
+    state.phase = `seeking back to ${to}s`;
+    note(`only ${(video.duration - video.currentTime).toFixed(2)}s left, seeking back to ${to}s`);
+    video.currentTime = to;
+    await until(() => !video.seeking && video.currentTime < to + 2, 15);
+  }
+
   async function switchTo(label, rung, opts) {
+    // room to show the new rung and play on (a repeated request below may have used it up)
+    await makeRoom(opts.switchSeconds + 4);
     state.phase = `switching to the ${label} rung`;
     note(`forcing ${label} rung ${JSON.stringify(rung)}`);
     const t0 = clock();
@@ -413,14 +425,7 @@
       if (!opts.switch || now.length === 0) return;
 
       // Two switches each need room to show the new rung and play on: on a short VOD go back.
-      const need = 2 * (opts.switchSeconds + 4);
-      if (Number.isFinite(video.duration) && video.duration - video.currentTime < need) {
-        const to = Math.max(0, Math.min(1, video.duration - need));
-        state.phase = `seeking back to ${to}s`;
-        note(`only ${(video.duration - video.currentTime).toFixed(2)}s left, seeking back to ${to}s`);
-        video.currentTime = to;
-        await until(() => !video.seeking && video.currentTime < to + 2, 15);
-      }
+      await makeRoom(2 * (opts.switchSeconds + 4));
       const lowest = now[0];
       const highest = now[now.length - 1];
       await switchTo('lowest', lowest, opts);
