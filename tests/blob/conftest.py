@@ -24,7 +24,7 @@ import pytest
 
 from tests.conftest import service_missing
 from tests.support.database import private_database
-from tests.support.servers import free_port, start_serve
+from tests.support.servers import free_port, start_serve, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS = ROOT / ".tools"
@@ -53,15 +53,6 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float
             time.sleep(0.1)
     raise RuntimeError(f"{url} did not answer within {timeout}s:\n{log.read_text()[-4000:]}")
 
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
 
 
 @dataclass
@@ -132,7 +123,7 @@ def _serve(tmp_path_factory: pytest.TempPathFactory, db_url: str) -> Iterator[Se
     try:
         yield seed.new_account()
     finally:
-        stop(proc)
+        stop_process(proc)
 
 
 @dataclass
@@ -285,4 +276,4 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
             service_missing(f"Azurite did not start: {exc}")
         yield Azurite(f"http://127.0.0.1:{port}")
     finally:
-        stop(proc)
+        stop_process(proc)

@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.support.servers import STORAGE_VARS
+from tests.support.servers import STORAGE_VARS, stop_process
 
 pytestmark = [
     pytest.mark.slow,
@@ -84,15 +84,6 @@ def start_server(data_dir: Path, port: int, blob_port: int) -> subprocess.Popen[
             raise RuntimeError(f"openams serve did not start:\n{log.read_text()[-4000:]}")
         time.sleep(0.1)
 
-
-def stop_server(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
 
 
 @dataclass
@@ -205,7 +196,7 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
         sc.proc = proc
         yield sc
     finally:
-        stop_server(proc)
+        stop_process(proc)
 
 
 def _block_list(sc: Scenario, blob: str, kind: str) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:

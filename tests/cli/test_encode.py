@@ -16,7 +16,7 @@ from openams.client import AmsClient, JobStatus
 from tests.cli.test_upload import CLI, clean_env, free_port, run_cli
 from tests.jobs.support import SLOW_PRESET, wait_for
 from tests.jobs.test_encode_acceptance import ffmpeg_under, make_av, scratch_leftovers
-from tests.support.servers import start_serve
+from tests.support.servers import start_serve, stop_process
 
 MES = "nb:mpid:UUID:ff4df607-d419-42f0-bc17-a481b1331e56"
 ONE_LAYER = json.dumps({
@@ -70,12 +70,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     try:
         yield Served(f"http://127.0.0.1:{port}", name, key, data_dir)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        stop_process(proc, grace=20)
 
 
 @pytest.fixture(scope="module")

@@ -28,6 +28,7 @@ import pytest
 from openams.config import load
 from openams.storage import open_backend
 from tests.conftest import service_missing
+from tests.support.servers import stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 AZURITE_MAIN = ROOT / ".tools" / "node_modules" / "azurite" / "dist" / "src" / "blob" / "main.js"
@@ -58,15 +59,6 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: flo
     raise RuntimeError(f"no answer on port {port} within {timeout}s: {tail}")
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-
 
 def _start(cmd: list[str], port: int, log: Path, what: str) -> subprocess.Popen[bytes]:
     with open(log, "wb") as fh:
@@ -74,7 +66,7 @@ def _start(cmd: list[str], port: int, log: Path, what: str) -> subprocess.Popen[
     try:
         _wait_port(port, proc, log)
     except RuntimeError as exc:
-        _stop(proc)
+        stop_process(proc)
         service_missing(f"{what} did not start: {exc}")
     return proc
 
@@ -100,7 +92,7 @@ def azure_connection_string(tmp_path_factory: pytest.TempPathFactory) -> Iterato
         yield (f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
                f"BlobEndpoint=http://127.0.0.1:{port}/{AZURITE_ACCOUNT};")
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 @dataclass
@@ -135,7 +127,7 @@ def s3_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Service]:
         yield S3Service(f"http://127.0.0.1:{port}", f"openams-test-{uuid.uuid4().hex[:8]}", "testing",
                         "testing", "us-east-1")
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 def backend_settings(kind: str, data_dir: Path, request: pytest.FixtureRequest) -> Any:

@@ -29,11 +29,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
+def stop_process(proc: subprocess.Popen[bytes], grace: float = 10) -> None:
+    """Terminate a test server or worker and wait for it; kill it if it does not exit in `grace` s."""
     if proc.poll() is None:
         proc.terminate()
         try:
-            proc.wait(10)
+            proc.wait(grace)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(10)
@@ -69,7 +70,7 @@ def start_serve(command: list[str], log: Path, env: dict[str, str], *, timeout: 
         while True:
             text = _output(log, start)
             if any(marker in text for marker in PORT_TAKEN):
-                _stop(proc)  # someone else got a port first: try others
+                stop_process(proc)  # someone else got a port first: try others
                 break
             if READY.search(text):
                 try:
@@ -81,7 +82,7 @@ def start_serve(command: list[str], log: Path, env: dict[str, str], *, timeout: 
             if proc.poll() is not None:
                 raise RuntimeError(f"openams serve exited with {proc.returncode}:\n{_output(log, start)[-4000:]}")
             if time.monotonic() > deadline:
-                _stop(proc)
+                stop_process(proc)
                 raise RuntimeError(f"openams serve was not ready within {timeout}s:\n{_output(log, start)[-4000:]}")
             time.sleep(0.1)
     raise RuntimeError(f"openams serve lost the race for free ports {attempts} times:\n{_output(log, start)[-4000:]}")
