@@ -15,7 +15,6 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -43,6 +42,7 @@ from tests.jobs.support import (
     wait_for,
 )
 from tests.support.client import ApiClient
+from tests.support.database import private_database
 from tests.support.servers import STORAGE_VARS
 
 pytestmark = pytest.mark.slow
@@ -79,34 +79,6 @@ def _purge(url: str, queue: str) -> None:
                 channel.queue_delete(queue)
             except Exception:
                 pass
-
-
-@contextmanager
-def _database() -> Iterator[str]:
-    """A PostgreSQL database of its own (when the suite runs on PostgreSQL), else "" for SQLite.
-
-    One per cluster: secrets in the database are sealed with a key kept in the data directory."""
-    url = os.environ.get("OPENAMS_TEST_DATABASE_URL", "")
-    if not url.startswith("postgresql"):
-        yield ""
-        return
-    import sqlalchemy as sa
-
-    from openams.db.engine import make_engine
-
-    admin = make_engine(url)
-    name = f"openams_celery_{uuid.uuid4().hex[:10]}"
-    try:
-        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # pragma: no cover - depends on the machine
-        service_missing(f"PostgreSQL at {url} is not reachable: {exc}")
-    try:
-        yield f"{url.rsplit('/', 1)[0]}/{name}"
-    finally:
-        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @dataclass
@@ -159,7 +131,7 @@ def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     problem = _reachable(broker)
     if problem:
         service_missing(problem)
-    with _database() as database_url:
+    with private_database("openams_celery") as database_url:
         yield from _cluster(request.param, broker, database_url, tmp_path_factory)
 
 
@@ -393,7 +365,7 @@ def test_one_prefork_worker_runs_two_tasks_at_once(tmp_path_factory: pytest.Temp
     problem = _reachable(broker)
     if problem:
         service_missing(problem)
-    with _database() as database_url:
+    with private_database("openams_celery") as database_url:
         clusters = _cluster("prefork", broker, database_url, tmp_path_factory, workers=1, concurrency=2)
         cluster = next(clusters)
         try:
