@@ -42,7 +42,15 @@ from openams.keydelivery.restrictions import mint_token
 from tests.origin.conftest import make_clip
 from tests.support.client import ApiClient
 from tests.support.database import private_database
-from tests.support.protection import der_b64, make_key, oaep, self_signed
+from tests.support.protection import (
+    authorize_key,
+    der_b64,
+    link_delivery_policy,
+    link_to_asset,
+    make_key,
+    oaep,
+    self_signed,
+)
 from tests.support.serve import CLI, ServeProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("secrets-log")]
@@ -114,38 +122,15 @@ class Secrets:
         return sorted({f"{label}: {needle[:12]}…" for needle, label in self.needles.items() if needle in text})
 
 
-def _post(api: ApiClient, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    r = api.request("POST", path, json.dumps(body).encode(), **JSON)
-    assert r.status_code in (201, 204), (path, r.status_code, r.text)
-    return r.json() if r.status_code == 201 else {}
-
-
-def _link(server: ServeProcess, api: ApiClient, asset_id: str, nav: str, set_name: str, target: str) -> None:
-    _post(api, f"Assets('{q(asset_id)}')/$links/{nav}", {"uri": f"{server.api}/api/{set_name}('{q(target)}')"})
+def _restricted(label: str, template: str) -> list[dict[str, Any]]:
+    """One TokenRestricted restriction carrying `template` (the TokenRestrictionTemplate XML)."""
+    return [{"Name": label, "KeyRestrictionType": 1, "Requirements": template}]
 
 
 def _fn(api: ApiClient, path: str) -> str:
     r = api.get(path)
     assert r.status_code == 200, (path, r.status_code, r.text)
     return str(r.json()["value"])
-
-
-def _authorize(server: ServeProcess, api: ApiClient, key_id: str, delivery: int, tmpl: str, label: str) -> None:
-    option = _post(api, "ContentKeyAuthorizationPolicyOptions", {
-        "Name": label, "KeyDeliveryType": delivery, "KeyDeliveryConfiguration": "{}" if delivery == WIDEVINE else None,
-        "Restrictions": [{"Name": label, "KeyRestrictionType": 1, "Requirements": tmpl}]})
-    policy = _post(api, "ContentKeyAuthorizationPolicies", {"Name": label})
-    _post(api, f"ContentKeyAuthorizationPolicies('{q(policy['Id'])}')/$links/Options",
-          {"uri": f"{server.api}/api/ContentKeyAuthorizationPolicyOptions('{q(option['Id'])}')"})
-    r = api.request("MERGE", f"ContentKeys('{q(key_id)}')",
-                    json.dumps({"AuthorizationPolicyId": policy["Id"]}).encode(), **JSON)
-    assert r.status_code == 204, r.text
-
-
-def _delivery_policy(server: ServeProcess, api: ApiClient, asset_id: str, kind: int, protocols: int) -> None:
-    policy = _post(api, "AssetDeliveryPolicies", {"Name": f"type {kind}", "AssetDeliveryPolicyType": kind,
-                                                  "AssetDeliveryProtocol": protocols})
-    _link(server, api, asset_id, "DeliveryPolicies", "AssetDeliveryPolicies", policy["Id"])
 
 
 def _get(url: str, **headers: str) -> httpx.Response:
@@ -241,7 +226,7 @@ def test_no_secret_reaches_the_logs(server: ServeProcess, tmp_path: Path) -> Non
     secrets.raw("CENC content key", cenc_clear)
     aes_kid, cenc_kid = (k["Id"].rsplit(":", 1)[1] for k in (aes_key, cenc_key))
     for key in (aes_key, cenc_key):
-        _link(server, api, asset_id, "ContentKeys", "ContentKeys", key["Id"])
+        link_to_asset(api, server.api, asset_id, "ContentKeys", "ContentKeys", key["Id"])
     # RebindContentKey: the clear key, and the key wrapped to a certificate of the client's own
     rebound = _fn(api, f"RebindContentKey?id='{q(aes_key['Id'])}'&x509Certificate=''")
     assert base64.b64decode(rebound) == aes_clear
@@ -258,10 +243,12 @@ def test_no_secret_reaches_the_logs(server: ServeProcess, tmp_path: Path) -> Non
                          ("wrong signing key", wrong_key)):
         secrets.raw(label, value)
     jwt_template, swt_template = template("JWT", jwt_secret), template("SWT", swt_secret)
-    _authorize(server, api, aes_key["Id"], BASELINE_HTTP, jwt_template, "jwt")
-    _authorize(server, api, cenc_key["Id"], WIDEVINE, swt_template, "swt")
-    _delivery_policy(server, api, asset_id, DYNAMIC_ENVELOPE, HLS)
-    _delivery_policy(server, api, asset_id, DYNAMIC_COMMON, DASH)
+    authorize_key(api, server.api, aes_key["Id"], "jwt", delivery=BASELINE_HTTP,
+                  restrictions=_restricted("jwt", jwt_template))
+    authorize_key(api, server.api, cenc_key["Id"], "swt", delivery=WIDEVINE,
+                  restrictions=_restricted("swt", swt_template))
+    link_delivery_policy(api, server.api, asset_id, "envelope", policy_type=DYNAMIC_ENVELOPE, protocols=HLS)
+    link_delivery_policy(api, server.api, asset_id, "cenc", policy_type=DYNAMIC_COMMON, protocols=DASH)
     viewer_jwt = mint_token(jwt_template, key_id=aes_kid)
     viewer_swt = mint_token(swt_template, key_id=cenc_kid)
     refused_jwt = mint_token(template("JWT", wrong_key), key_id=aes_kid)
@@ -321,7 +308,7 @@ def test_no_secret_reaches_the_logs(server: ServeProcess, tmp_path: Path) -> Non
         enc_asset = client.create("Assets", {"Name": "storage-encrypted", "Options": 1}, "creating the asset")
         storage_key, storage_clear = make_key(api, STORAGE_KEY)
         secrets.raw("storage-encryption key", storage_clear)
-        _link(server, api, enc_asset["Id"], "ContentKeys", "ContentKeys", storage_key["Id"])
+        link_to_asset(api, server.api, enc_asset["Id"], "ContentKeys", "ContentKeys", storage_key["Id"])
         iv = int.from_bytes(os.urandom(8), "big")
         clear = clip.read_bytes()
         enc = Cipher(algorithms.AES(storage_clear), modes.CTR(iv.to_bytes(8, "big") + bytes(8))).encryptor()
@@ -348,7 +335,8 @@ def test_no_secret_reaches_the_logs(server: ServeProcess, tmp_path: Path) -> Non
     assert _get(f"{read['BaseUri']}/clip.mp4{forged}").status_code == 403
     refused = cli("publish", enc_asset["Id"], "--json", ok=False)  # no delivery policy yet
     assert "delivery policy" in refused.stderr.replace("\n", " "), refused.stderr
-    _delivery_policy(server, api, enc_asset["Id"], NO_DYNAMIC_ENCRYPTION, ALL_STREAMING)
+    link_delivery_policy(api, server.api, enc_asset["Id"], "clear", policy_type=NO_DYNAMIC_ENCRYPTION,
+                         protocols=ALL_STREAMING)
     enc_urls = json.loads(cli("publish", enc_asset["Id"], "--json", "--days", "1").stdout)
     assert _get(enc_urls["progressive"][0]).content == clear
     enc_master = _get(enc_urls["hls"])

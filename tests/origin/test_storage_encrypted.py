@@ -16,7 +16,6 @@ openams' own module."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -34,12 +33,11 @@ from openams.media.ffmpeg import find_ffmpeg
 from tests.origin.conftest import Published, make_clip, publish
 from tests.origin.test_streams import decode
 from tests.support.client import ApiClient
-from tests.support.protection import make_key
+from tests.support.protection import authorize_key, link_delivery_policy, link_to_asset, make_key
 from tests.support.serve import ServeProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("origin-storage-encrypted")]
 SECONDS, FPS = 4, 25
-JSON = {"Content-Type": "application/json"}
 ALL_STREAMING = 0x1 | 0x2 | 0x4 | 0x10  # Smooth, DASH, HLS, progressive download
 
 
@@ -62,22 +60,12 @@ class Encrypted:
     name: str = "clip.mp4"
 
 
-def _post(api: ApiClient, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    r = api.request("POST", path, json.dumps(body).encode(), **JSON)
-    assert r.status_code in (201, 204), (path, r.status_code, r.text)
-    return r.json() if r.status_code == 201 else {}
-
-
-def _link(server: ServeProcess, api: ApiClient, asset_id: str, nav: str, set_name: str, target_id: str) -> None:
-    _post(api, f"Assets('{q(asset_id)}')/$links/{nav}", {"uri": f"{server.api}/api/{set_name}('{q(target_id)}')"})
-
-
 def upload_encrypted(server: ServeProcess, api: ApiClient, clip: Path, work: Path, label: str) -> Encrypted:
     """A StorageEncrypted asset made as the AMS SDK makes one; returns what the test knows of it."""
     with server.client() as client:
         asset = client.create("Assets", {"Name": label, "Options": 1}, "creating the asset")
         key, clear_key = make_key(api, 1)
-        _link(server, api, asset["Id"], "ContentKeys", "ContentKeys", key["Id"])
+        link_to_asset(api, server.api, asset["Id"], "ContentKeys", "ContentKeys", key["Id"])
         iv = int.from_bytes(os.urandom(8), "big")
         clear = clip.read_bytes()
         cipher = aes_ctr(clear_key, iv, clear)
@@ -151,9 +139,7 @@ def test_streams_need_a_delivery_policy_then_decode_in_the_clear(origin_server: 
     with origin_server.client() as client:
         locators = client.api("GET", f"Assets('{q(enc.asset_id)}')/Locators", "locators").json()["value"]
     assert [loc["Type"] for loc in locators] == [], locators
-    policy = _post(api, "AssetDeliveryPolicies", {"Name": "clear", "AssetDeliveryPolicyType": 2,
-                                                  "AssetDeliveryProtocol": ALL_STREAMING})
-    _link(origin_server, api, enc.asset_id, "DeliveryPolicies", "AssetDeliveryPolicies", policy["Id"])
+    link_delivery_policy(api, origin_server.api, enc.asset_id, "clear", policy_type=2, protocols=ALL_STREAMING)
     published: Published = publish(origin_server, "se-clear", enc.asset_id)
     for fmt in ("m3u8-aapl", "mpd-time-csf"):
         streams, errors = decode(published.url(fmt))
@@ -173,19 +159,10 @@ def test_dynamic_envelope_encryption_applies_on_top(origin_server: ServeProcess,
     api, assets, _work = setup
     enc = assets["envelope"]
     key, _clear = make_key(api, 4)
-    _link(origin_server, api, enc.asset_id, "ContentKeys", "ContentKeys", key["Id"])
-    option = _post(api, "ContentKeyAuthorizationPolicyOptions", {
-        "Name": "open", "KeyDeliveryType": 2, "Restrictions": [{"Name": "open", "KeyRestrictionType": 0,
-                                                                "Requirements": None}]})
-    auth = _post(api, "ContentKeyAuthorizationPolicies", {"Name": "open"})
-    _post(api, f"ContentKeyAuthorizationPolicies('{q(auth['Id'])}')/$links/Options",
-          {"uri": f"{origin_server.api}/api/ContentKeyAuthorizationPolicyOptions('{q(option['Id'])}')"})
-    r = api.request("MERGE", f"ContentKeys('{q(key['Id'])}')", json.dumps({"AuthorizationPolicyId": auth["Id"]})
-                    .encode(), **JSON)
-    assert r.status_code == 204, r.text
-    policy = _post(api, "AssetDeliveryPolicies", {"Name": "aes", "AssetDeliveryPolicyType": 3,
-                                                  "AssetDeliveryProtocol": 0x4})
-    _link(origin_server, api, enc.asset_id, "DeliveryPolicies", "AssetDeliveryPolicies", policy["Id"])
+    link_to_asset(api, origin_server.api, enc.asset_id, "ContentKeys", "ContentKeys", key["Id"])
+    authorize_key(api, origin_server.api, key["Id"], "open", delivery=2,
+                  restrictions=[{"Name": "open", "KeyRestrictionType": 0, "Requirements": None}])
+    link_delivery_policy(api, origin_server.api, enc.asset_id, "aes", policy_type=3, protocols=0x4)
     published = publish(origin_server, "se-aes", enc.asset_id)
     playlist = httpx.get(published.url("m3u8-aapl"), timeout=30).text
     media = next(line for line in playlist.splitlines() if line.startswith("QualityLevels(") and "video" in line)

@@ -124,6 +124,41 @@ def post_entity(api: ApiClient, path: str, body: dict[str, Any]) -> dict[str, An
     return r.json() if r.status_code == 201 else {}
 
 
+def _q(value: str) -> str:
+    return quote(value, safe="")
+
+
+def link_to_asset(api: ApiClient, api_base: str, asset_id: str, nav: str, set_name: str, target_id: str) -> None:
+    """`POST Assets('…')/$links/<nav>` to the entity `<set_name>('<target_id>')`."""
+    post_entity(api, f"Assets('{_q(asset_id)}')/$links/{nav}", {"uri": f"{api_base}/api/{set_name}('{_q(target_id)}')"})
+
+
+def authorize_key(api: ApiClient, api_base: str, key_id: str, label: str, *, delivery: int,
+                  restrictions: list[dict[str, Any]]) -> None:
+    """An authorization policy with one option (`delivery`, `restrictions`), set as the key's
+    AuthorizationPolicyId with MERGE, as the AMS samples do."""
+    option = post_entity(api, "ContentKeyAuthorizationPolicyOptions", {
+        "Name": label, "KeyDeliveryType": delivery, "Restrictions": restrictions,
+        "KeyDeliveryConfiguration": "{}" if delivery == 3 else None})
+    policy = post_entity(api, "ContentKeyAuthorizationPolicies", {"Name": label})
+    post_entity(api, f"ContentKeyAuthorizationPolicies('{_q(policy['Id'])}')/$links/Options",
+                {"uri": f"{api_base}/api/ContentKeyAuthorizationPolicyOptions('{_q(option['Id'])}')"})
+    r = api.request("MERGE", f"ContentKeys('{_q(key_id)}')",
+                    json.dumps({"AuthorizationPolicyId": policy["Id"]}).encode(), **JSON)
+    assert r.status_code == 204, r.text
+
+
+def link_delivery_policy(api: ApiClient, api_base: str, asset_id: str, label: str, *, policy_type: int,
+                         protocols: int, configuration: dict[int, str] | None = None) -> None:
+    """An AssetDeliveryPolicy (with its configuration dictionary) linked to the asset."""
+    body: dict[str, Any] = {"Name": label, "AssetDeliveryPolicyType": policy_type, "AssetDeliveryProtocol": protocols}
+    if configuration:
+        # the SDK serializes the dictionary as a JSON list of {Key, Value} pairs
+        body["AssetDeliveryConfiguration"] = json.dumps([{"Key": k, "Value": v} for k, v in configuration.items()])
+    policy = post_entity(api, "AssetDeliveryPolicies", body)
+    link_to_asset(api, api_base, asset_id, "DeliveryPolicies", "AssetDeliveryPolicies", policy["Id"])
+
+
 def protect_asset(api: ApiClient, api_base: str, asset_id: str, label: str, *, key_type: int, delivery: int,
                   restrictions: list[dict[str, Any]], policy_type: int, protocols: int,
                   configuration: dict[int, str] | None = None, clear: bytes | None = None) -> tuple[str, bytes]:
@@ -133,23 +168,8 @@ def protect_asset(api: ApiClient, api_base: str, asset_id: str, label: str, *, k
     the asset. Returns (key GUID, clear key); the streaming locator is the caller's. `clear` fixes
     the key's value (random by default)."""
     key, clear = make_key(api, key_type, clear=clear)
-    q = lambda v: quote(v, safe="")  # noqa: E731
-    post_entity(api, f"Assets('{q(asset_id)}')/$links/ContentKeys",
-                {"uri": f"{api_base}/api/ContentKeys('{q(key['Id'])}')"})
-    option = post_entity(api, "ContentKeyAuthorizationPolicyOptions", {
-        "Name": label, "KeyDeliveryType": delivery, "Restrictions": restrictions,
-        "KeyDeliveryConfiguration": "{}" if delivery == 3 else None})
-    policy = post_entity(api, "ContentKeyAuthorizationPolicies", {"Name": label})
-    post_entity(api, f"ContentKeyAuthorizationPolicies('{q(policy['Id'])}')/$links/Options",
-                {"uri": f"{api_base}/api/ContentKeyAuthorizationPolicyOptions('{q(option['Id'])}')"})
-    r = api.request("MERGE", f"ContentKeys('{q(key['Id'])}')",
-                    json.dumps({"AuthorizationPolicyId": policy["Id"]}).encode(), **JSON)
-    assert r.status_code == 204, r.text
-    body: dict[str, Any] = {"Name": label, "AssetDeliveryPolicyType": policy_type, "AssetDeliveryProtocol": protocols}
-    if configuration:
-        # the SDK serializes the dictionary as a JSON list of {Key, Value} pairs
-        body["AssetDeliveryConfiguration"] = json.dumps([{"Key": k, "Value": v} for k, v in configuration.items()])
-    delivery_policy = post_entity(api, "AssetDeliveryPolicies", body)
-    post_entity(api, f"Assets('{q(asset_id)}')/$links/DeliveryPolicies",
-                {"uri": f"{api_base}/api/AssetDeliveryPolicies('{q(delivery_policy['Id'])}')"})
+    link_to_asset(api, api_base, asset_id, "ContentKeys", "ContentKeys", key["Id"])
+    authorize_key(api, api_base, key["Id"], label, delivery=delivery, restrictions=restrictions)
+    link_delivery_policy(api, api_base, asset_id, label, policy_type=policy_type, protocols=protocols,
+                         configuration=configuration)
     return key["Id"].rsplit(":", 1)[1], clear
