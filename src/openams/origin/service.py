@@ -122,9 +122,10 @@ class OriginService:
         # sub-sample maps of encrypted video segments: key-independent and costlier to find than
         # the encryption itself, so kept apart from (and far longer than) the built segments
         self._maps: LruCache[tuple[encryption.Subsamples, ...]] = LruCache(32 << 20, _maps_weight)
-        # Packaging is CPU work under the GIL: more threads at it than cores only thrash the GIL and
-        # the CPU caches (measured: a 1080p CENC segment costs 2-3x the CPU with 32 builders at once
-        # than with 2). Reading the samples (I/O, possibly remote) stays outside, unlimited.
+        # Packaging (sub-sample maps included) is CPU work under the GIL: more threads at it than
+        # cores only thrash the GIL and the CPU caches (measured: a 1080p CENC segment costs 2-3x the
+        # CPU with 32 builders at once than with 2). Reading the samples (I/O, possibly remote) stays
+        # outside, unlimited.
         self._packaging = threading.BoundedSemaphore(_cpu_count())
         self._locks: dict[Any, threading.Lock] = {}
         self._locks_guard = threading.Lock()
@@ -367,8 +368,8 @@ class OriginService:
                 raise UrlError("Smooth Streaming has no init segment; Fragments(<track>=i) needs format=")
             index = self._smooth_segment(track, req.time)
             samples = self._samples(ref, track, index)
-            maps = self._subsample_maps(ref, track, index, samples, protection)
             with self._packaging:
+                maps = self._subsample_maps(ref, track, index, samples, protection)
                 body = fmp4.smooth_fragment(track.info, samples, sequence_number=index + 1, protection=protection,
                                             subsample_maps=maps)
             return Built(body, CONTENT_TYPES["audio-mp4" if audio else "mp4"], _etag(ref, req), True)
@@ -378,8 +379,8 @@ class OriginService:
             else:
                 index = self._segment(track, req.time)
                 samples = self._samples(ref, track, index)
-                maps = self._subsample_maps(ref, track, index, samples, protection)
                 with self._packaging:
+                    maps = self._subsample_maps(ref, track, index, samples, protection)
                     body = fmp4.media_segment(track.info, samples, sequence_number=index + 1, protection=protection,
                                               subsample_maps=maps)
             return Built(body, CONTENT_TYPES["audio-mp4" if audio else "mp4"], _etag(ref, req), True)

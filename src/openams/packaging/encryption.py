@@ -87,8 +87,6 @@ __all__ = [
     "TrackEncryption",
     "aes128_segment",
     "cbcs_constant_iv",
-    "cbcs_encrypt",
-    "cenc_encrypt",
     "cenc_iv",
     "clearkey_pssh",
     "encrypt_in_place",
@@ -512,26 +510,6 @@ class EncryptedSample:
     """(clear bytes, protected bytes) pairs covering the sample, or None: the whole sample."""
 
 
-def cenc_encrypt(key: bytes, iv: bytes, data: bytes, subsamples: Subsamples | None = None) -> bytes:
-    """AES-CTR over the protected ranges of one sample (one keystream across them), counter
-    block = 8-byte IV ‖ 64-bit block counter from 0. Its own inverse."""
-    counter = bytes(iv) + bytes(16 - len(iv)) if len(iv) == 8 else bytes(iv)
-    if len(counter) != 16:
-        raise ValueError("a cenc IV is 8 or 16 bytes")
-    encryptor = Cipher(algorithms.AES(key), modes.CTR(counter)).encryptor()
-    if subsamples is None:
-        return encryptor.update(data)
-    out = bytearray(data)
-    view = memoryview(data)
-    pos = 0
-    for clear, protected in subsamples:
-        pos += clear
-        if protected:
-            out[pos : pos + protected] = encryptor.update(view[pos : pos + protected])
-            pos += protected
-    return bytes(out)
-
-
 def _cbc_pattern(cipher: Cipher[modes.CBC], buf: bytearray, start: int, end: int, crypt: int, skip: int) -> None:
     """Encrypt buf[start:end] in place with the crypt:skip pattern, one CBC chain across the
     encrypted blocks. A final group with fewer than `crypt` whole blocks stays clear, as does
@@ -557,28 +535,6 @@ def _cbc_pattern(cipher: Cipher[modes.CBC], buf: bytearray, start: int, end: int
     encrypted = cipher.encryptor().update(bytes(gathered))
     for k in range(run):
         buf[start + k : stop + k : period] = encrypted[k::run]
-
-
-def cbcs_encrypt(key: bytes, iv: bytes, data: bytes, subsamples: Subsamples | None = None,
-                 pattern: tuple[int, int] = CBCS_VIDEO_PATTERN) -> bytes:
-    """AES-CBC `cbcs` encryption of one sample: each sub-sample's protected range with the
-    pattern and the chain restarting at `iv`; without sub-samples every whole block of the sample
-    in one chain (the pattern does not apply: whole-block full-sample encryption)."""
-    if len(iv) != 16:
-        raise ValueError("a cbcs IV is 16 bytes")
-    cipher = Cipher(algorithms.AES(key), modes.CBC(iv))
-    buf = bytearray(data)
-    if subsamples is None:
-        _cbc_pattern(cipher, buf, 0, len(buf), 0, 0)
-        return bytes(buf)
-    crypt, skip = pattern
-    pos = 0
-    for clear, protected in subsamples:
-        pos += clear
-        if protected:
-            _cbc_pattern(cipher, buf, pos, pos + protected, crypt, skip)
-            pos += protected
-    return bytes(buf)
 
 
 @dataclass(frozen=True)
