@@ -60,8 +60,6 @@ from urllib.parse import quote
 from xml.sax.saxutils import escape, quoteattr
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from ..entities import jobs as job_rules
 from ..entities import protection, service
@@ -287,18 +285,13 @@ def parse_create(body: Any) -> tuple[str, str, bool, bool]:
     return name, ext, protect, encrypt
 
 
-def _oaep() -> padding.OAEP:
-    return padding.OAEP(mgf=padding.MGF1(algorithm=hashes.SHA1()), algorithm=hashes.SHA1(), label=None)
-
-
 def _new_content_key(ctx: Ctx, key_type: int, clear: bytes, name: str, asset_id: str) -> dict[str, Any]:
     """Create a ContentKey for `clear` linked to the asset, through the ContentKeys rules: wrapped to
     the account's protection certificate for its type, as every stored key is."""
     cert = protection.certificate_for_type(ctx.store, ctx.account, key_type, ctx.settings)
-    public = x509.load_der_x509_certificate(cert.der).public_key()
-    assert isinstance(public, rsa.RSAPublicKey)
+    wrapped = protection.wrap_for_certificate(x509.load_der_x509_certificate(cert.der), clear)
     props = {"Id": f"nb:kid:UUID:{uuid.uuid4()}", "ContentKeyType": key_type, "Name": name,
-             "EncryptedContentKey": base64.b64encode(public.encrypt(clear, _oaep())).decode("ascii"),
+             "EncryptedContentKey": base64.b64encode(wrapped).decode("ascii"),
              "ProtectionKeyId": cert.thumbprint, "ProtectionKeyType": 0}
     assets = ctx.entity_set("Assets")
     nav = assets.entity_type.navigation("ContentKeys")
